@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Shim: logging and invariant reports. */
+#include <linux/bug.h>
+#include <linux/printk.h>
+
+#include "../htable/shim.h"
+
+void hx_log(int level, const char *fmt, ...)
+{
+	struct va_format vaf;
+	va_list args;
+
+	va_start(args, fmt);
+	vaf.fmt = fmt;
+	vaf.va = &args;
+	switch (level) {
+	case HX_LOG_ERR:
+		pr_err("htable: %pV\n", &vaf);
+		break;
+	case HX_LOG_WARN:
+		pr_warn("htable: %pV\n", &vaf);
+		break;
+	case HX_LOG_INFO:
+		pr_info("htable: %pV\n", &vaf);
+		break;
+	default:
+		pr_debug("htable: %pV\n", &vaf);
+		break;
+	}
+	va_end(args);
+}
+
+void hx_warn(const char *file, int line, const char *what)
+{
+	WARN(1, "htable: broken invariant at %s:%d: %s\n", file, line, what);
+}

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Shim: pages and kernel memory for the C++ core.  Wrappers only. */
+#include <linux/gfp.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <asm/page.h>
+
+#include "../htable/shim.h"
+
+void *hx_alloc_pages(unsigned int order, unsigned int flags)
+{
+	gfp_t gfp = (flags & HX_ALLOC_NOWAIT) ? GFP_NOWAIT : GFP_KERNEL;
+	struct page *page;
+
+	gfp |= __GFP_ZERO | __GFP_NOWARN;
+	if (flags & HX_ALLOC_ACCOUNT)
+		gfp |= __GFP_ACCOUNT;
+	page = alloc_pages(gfp, order);
+	return page ? page_address(page) : NULL;
+}
+
+void hx_free_pages(void *kva, unsigned int order)
+{
+	free_pages((unsigned long)kva, order);
+}
+
+hx_paddr_t hx_virt_to_phys(const void *kva)
+{
+	return __pa(kva);
+}
+
+void *hx_phys_to_virt(hx_paddr_t pa)
+{
+	return __va(pa);
+}
+
+void *hx_kzalloc(hx_size_t size)
+{
+	return kzalloc(size, GFP_KERNEL);
+}
+
+void *hx_kvzalloc(hx_size_t size)
+{
+	return kvzalloc(size, GFP_KERNEL);
+}
+
+void hx_kfree(const void *p)
+{
+	kfree(p);
+}
+
+void hx_kvfree(const void *p)
+{
+	kvfree(p);
+}
