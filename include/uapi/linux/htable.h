@@ -6,7 +6,8 @@
  * docs/ABI.md for the semantics and the errno of every failure.
  *
  * Versioning: each command's number encodes the size of its argument
- * (_IOC_SIZE).  The module dispatches on _IOC_NR only and copies the argument
+ * (_IOC_SIZE).  The module dispatches on _IOC_NR (type and direction must
+ * match, else ENOTTY) and copies the argument
  * with copy_struct_from_user() semantics: a caller built against an older,
  * shorter struct gets zeroes for the new tail; a caller built against a newer,
  * longer struct is accepted when the tail the module does not know is all

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// htablectl: userspace tool for /dev/htable.  Shared declarations.
+//
+// Conventions used throughout the tool:
+//  * Functions talking to the kernel return an `int`: 0 on success, a
+//    positive errno value on failure (never -1 + global errno).
+//  * Result<T> carries either a value or such an errno.
+//  * Integers exchanged with the module use the uapi types (__u32/__u64),
+//    printed with %u / %llu / %llx.
+#pragma once
+
+#include <linux/htable.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace htable {
+
+using u8 = __u8;
+using u32 = __u32;
+using u64 = __u64;
+
+inline constexpr u64 kPageSize = 4096;
+inline constexpr const char* kDevicePath = "/dev/htable";
+inline constexpr const char* kStatsPath = "/sys/kernel/debug/htable/stats";
+// Private VA used by demo and selftest: 16 TiB, valid with 4- and 5-level paging.
+inline constexpr u64 kDemoVa = 0x100000000000ull;
+inline constexpr u32 kProtRW = HTABLE_PROT_READ | HTABLE_PROT_WRITE;
+
+// ---------------------------------------------------------------- errors
+
+// "EINVAL (Invalid argument)", or "success" for 0.
+std::string errno_desc(int err);
+// Prints "htablectl: <what>: <strerror> (<ENAME>)" to stderr.
+void print_error(std::string_view what, int err);
+
+struct Err {
+	int value;
+};
+
+// Minimal stand-in for std::expected<T, int> (GCC 12 has no <expected>).
+template <class T>
+class Result {
+public:
+	Result(T v) : val_(std::move(v)) {}
+	Result(Err e) : err_(e.value) {}
+
+	explicit operator bool() const { return val_.has_value(); }
+	int error() const { return err_; }
+	T& operator*() { return *val_; }
+	T* operator->() { return &*val_; }
+
+private:
+	std::optional<T> val_;
+	int err_ = 0;
+};
+
+// ---------------------------------------------------------------- device
+
+// RAII owner of an fd on /dev/htable with one thin wrapper per ioctl.
+// Every wrapper returns 0 or a positive errno; argument structs are passed
+// whole so that callers (the selftest) can set any field, including the
+// must-be-zero ones.
+class Device {
+public:
+	static Result<Device> open(const char* path = kDevicePath);
+
+	Device(Device&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+	Device& operator=(Device&& o) noexcept;
+	Device(const Device&) = delete;
+	Device& operator=(const Device&) = delete;
+	~Device() { close(); }
+
+	int fd() const { return fd_; }
+	void close();
+
+	// Any command number, e.g. one built by hand with _IOC().
+	int ioctl_raw(unsigned long cmd, void* arg) const;
+
+	int version(htable_version& v) const { return ioctl_raw(HTABLE_IOC_VERSION, &v); }
+	int hat_create(htable_hat_create& c) const { return ioctl_raw(HTABLE_IOC_HAT_CREATE, &c); }
+	int hat_destroy(htable_hat_destroy& d) const { return ioctl_raw(HTABLE_IOC_HAT_DESTROY, &d); }
+	int map(htable_map& m) const { return ioctl_raw(HTABLE_IOC_MAP, &m); }
+	int unmap(htable_unmap& u) const { return ioctl_raw(HTABLE_IOC_UNMAP, &u); }
+	int translate(htable_translate& t) const { return ioctl_raw(HTABLE_IOC_TRANSLATE, &t); }
+	int job(htable_job& j) const { return ioctl_raw(HTABLE_IOC_JOB, &j); }
+
+	// Conveniences with all must-be-zero fields zeroed.
+	int hat_destroy(u32 hat_id) const;
+	int map(u32 hat_id, u64 va, const void* uaddr, u64 length, u32 prot = kProtRW,
+		u64 page_size = 0) const;
+	int unmap(u32 hat_id, u64 va, u64 length) const;
+	int translate(u32 hat_id, u64 va, htable_translate& out) const;
+	int job(u32 hat_id, u32 op, u64 va, u64 length, u64 seed, u32 cpu, htable_job& out) const;
+
+private:
+	explicit Device(int fd) : fd_(fd) {}
+	int fd_ = -1;
+};
+
+// A hat that is destroyed when this object goes away (the module would also
+// destroy it when the fd is closed; doing it explicitly keeps runs tidy).
+class Hat {
+public:
+	static Result<Hat> create(const Device& dev);
+
+	Hat() = default;
+	Hat(Hat&& o) noexcept
+		: dev_(o.dev_), id_(std::exchange(o.id_, 0)), levels_(o.levels_) {}
+	Hat& operator=(Hat&& o) noexcept;
+	Hat(const Hat&) = delete;
+	Hat& operator=(const Hat&) = delete;
+	~Hat() { reset(); }
+
+	u32 id() const { return id_; }
+	u32 levels() const { return levels_; }
+	// Destroys the hat now; returns the HAT_DESTROY errno (0 if none held).
+	int reset();
+	// Forget the hat without destroying it.
+	u32 release() { return std::exchange(id_, 0); }
+
+private:
+	Hat(const Device& dev, u32 id, u32 levels) : dev_(&dev), id_(id), levels_(levels) {}
+	const Device* dev_ = nullptr;
+	u32 id_ = 0;
+	u32 levels_ = 0;
+};
+
+// ---------------------------------------------------------------- memory
+
+// An anonymous private mapping of the process, every page faulted in for
+// write so it is backed by its own page (not the shared zero page).
+// Throws std::system_error if mmap fails.
+class Buffer {
+public:
+	explicit Buffer(size_t length, u8 fill = 0);
+	Buffer(Buffer&& o) noexcept
+		: ptr_(std::exchange(o.ptr_, nullptr)), len_(std::exchange(o.len_, 0)) {}
+	Buffer& operator=(Buffer&&) = delete;
+	Buffer(const Buffer&) = delete;
+	Buffer& operator=(const Buffer&) = delete;
+	~Buffer();
+
+	u8* data() const { return ptr_; }
+	size_t size() const { return len_; }
+	u8& operator[](size_t i) const { return ptr_[i]; }
+	std::span<u8> span(size_t off, size_t len) const { return {ptr_ + off, len}; }
+
+	// munmap the pages from new_length on, leaving unmapped address space
+	// right after the (shorter) buffer (for EFAULT tests).
+	void shrink(size_t new_length);
+
+private:
+	u8* ptr_ = nullptr;
+	size_t len_ = 0;
+};
+
+// ---------------------------------------------------------------- data
+
+// Process-side versions of what the module's jobs compute.
+void fill_pattern(std::span<u8> buf, u64 seed);
+// Number of bytes of buf differing from the pattern, where buf[i] is
+// expected to hold htable_pattern_byte(seed, base + i) (base = offset of buf
+// from the job's va); *first_bad = offset (base-relative) of the first one,
+// or ~0ull.
+u64 count_mismatches(std::span<const u8> buf, u64 seed, u64 base = 0,
+		     u64* first_bad = nullptr);
+u64 fnv1a64(std::span<const u8> buf);
+
+// ---------------------------------------------------------------- system
+
+// Online CPUs from /sys/devices/system/cpu/online, falling back to
+// 0 .. sysconf(_SC_NPROCESSORS_ONLN) - 1.
+std::vector<u32> online_cpus();
+// Possible CPUs (may be empty if sysfs is not readable).
+std::vector<u32> possible_cpus();
+// Parses a kernel cpu list such as "0-3,5,7-8".
+std::vector<u32> parse_cpu_list(std::string_view s);
+std::string format_cpu_list(const std::vector<u32>& cpus);
+
+// Physical frame number backing `addr` in this process, via
+// /proc/self/pagemap.  nullopt (with *why set) if the file is not readable,
+// the page is not present, or the kernel hides PFNs (no CAP_SYS_ADMIN).
+std::optional<u64> pagemap_pfn(const void* addr, std::string* why);
+
+// ---------------------------------------------------------------- stats
+
+struct Stat {
+	std::string name;
+	std::string value;
+};
+// Reads the debugfs stats file: 0 or errno.
+int read_stats(std::vector<Stat>& out);
+std::optional<u64> stat_u64(const std::vector<Stat>& stats, std::string_view name);
+
+// ---------------------------------------------------------------- misc
+
+// "4 KiB", "2 MiB", "128 TiB"; exact powers of 1024 only, bytes otherwise.
+std::string human_size(u64 bytes);
+std::string prot_string(u32 prot);  // "rwx" style
+std::string feature_string(u32 features);
+
+// Subcommands (argv[0] is the subcommand name).
+int cmd_info(std::span<char*> args);
+int cmd_stats(std::span<char*> args);
+int cmd_demo(std::span<char*> args);
+int cmd_selftest(std::span<char*> args);
+
+// Shared argument handling for subcommands that only take flags.
+// Returns -1 to continue, otherwise the exit status to return.
+int parse_simple_args(std::span<char*> args, const char* help,
+		      std::vector<std::pair<const char*, bool*>> flags);
+
+}  // namespace htable
