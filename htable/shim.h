@@ -101,8 +101,21 @@ hx_mutex *hx_mutex_create(const char *name, hx_lock_key *key);
 void hx_mutex_destroy(hx_mutex *m);
 void hx_mutex_lock(hx_mutex *m);
 void hx_mutex_unlock(hx_mutex *m);
+/** hx_mutex_trylock() - mutex_trylock(): 1 when taken.  Never sleeps. */
+int hx_mutex_trylock(hx_mutex *m);
 /** hx_mutex_assert_held() - lockdep_assert_held() in the kernel build. */
 void hx_mutex_assert_held(hx_mutex *m);
+
+typedef struct hx_spinlock hx_spinlock;	/* opaque; a spinlock_t */
+
+/** hx_spin_lock_create() - allocate and __spin_lock_init().  NULL on ENOMEM. */
+hx_spinlock *hx_spin_lock_create(const char *name, hx_lock_key *key);
+void hx_spin_lock_destroy(hx_spinlock *l);
+void hx_spin_lock(hx_spinlock *l);
+void hx_spin_unlock(hx_spinlock *l);
+
+/** hx_cond_resched() - cond_resched(): a preemption point in long loops. */
+void hx_cond_resched(void);
 
 /* ---- CPUs and cross-CPU calls (module/shim_cpu.c) ----------------------- */
 
