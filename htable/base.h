@@ -91,6 +91,32 @@ class MutexGuard {
   hx_mutex *m_;
 };
 
+// Every allocation of the core goes through these, so that a test can make
+// any one of them fail (htable_test_fail_allocs(), reserve.cpp).
+bool htable_test_should_fail();
+inline void *core_kzalloc(hx_size_t n) { return htable_test_should_fail() ? nullptr : hx_kzalloc(n); }
+inline void *core_kvzalloc(hx_size_t n) {
+  return htable_test_should_fail() ? nullptr : hx_kvzalloc(n);
+}
+
+// A scoped spinlock holder.
+class SpinGuard {
+ public:
+  explicit SpinGuard(hx_spinlock *l) : l_(l) { hx_spin_lock(l_); }
+  ~SpinGuard() { hx_spin_unlock(l_); }
+  SpinGuard(const SpinGuard &) = delete;
+  SpinGuard &operator=(const SpinGuard &) = delete;
+
+ private:
+  hx_spinlock *l_;
+};
+
+#define HX_SPIN_LOCK_CREATE(name)             \
+  ({                                          \
+    static hx_lock_key hx_key_;               \
+    hx_spin_lock_create(name, &hx_key_);      \
+  })
+
 // Each call site gets its own lockdep class (see shim.h).
 #define HX_MUTEX_CREATE(name)                 \
   ({                                          \

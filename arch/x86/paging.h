@@ -64,43 +64,56 @@ constexpr bool pte_valid(pte_t e) { return (e & PT_VALID) != 0; }
 constexpr bool pte_is_leaf(pte_t e, unsigned level) {
   return level == 0 || (e & PT_PAGESIZE) != 0;
 }
+// The address an entry points at: a leaf's page or a lower table.  A large
+// leaf's address field starts above its PAT bit (bit 12).
 constexpr hx_paddr_t pte_pa(pte_t e, unsigned level) {
-  // A large leaf's address field starts above its PAT bit (bit 12).
-  return level == 0 ? (e & PT_PADDR) : (e & PT_PADDR & level_mask(level));
+  return (level == 0 || !(e & PT_PAGESIZE)) ? (e & PT_PADDR) : (e & PT_PADDR & level_mask(level));
 }
 
-// Attributes the core understands, independent of the entry format.
+// Attributes the core understands, independent of the entry format
+// (the same values as HTABLE_P_* / HTABLE_A_* in htable_api.h).
 enum : hx_u32 {
   kProtRead = 1u << 0,
   kProtWrite = 1u << 1,
   kProtExec = 1u << 2,
+  kAttrGlobal = 1u << 3,   // G bit: survives CR3 writes; tests only
+  kAttrCacheShift = 4,     // 3 bits: PAT index (PWT | PCD << 1 | PAT << 2)
+  kAttrCacheMask = 7u << kAttrCacheShift,
+  kAttrAll = kProtRead | kProtWrite | kProtExec | kAttrGlobal | kAttrCacheMask,
 };
 
 // An entry that points at a lower-level table.  Permissions are granted
 // wide here and narrowed at the leaf, as Linux does, so that changing one
-// leaf's protection never needs to touch its parents.
+// leaf's protection never needs to touch its parents.  The accessed bit is
+// left clear: htable_steal() reads it to age tables.
 constexpr pte_t make_ptp(hx_paddr_t table_pa) {
-  return table_pa | PT_VALID | PT_WRITABLE | PT_USER | PT_REF;
+  return table_pa | PT_VALID | PT_WRITABLE | PT_USER;
 }
 
 // A leaf.  Accessed/dirty are preset: the hardware would set them on first
 // use anyway, and presetting avoids a locked read-modify-write by the page
-// walker on a live entry we may be compare-and-swapping.  Never global: a
-// global entry would outlive the CR3 window and leak into other address
-// spaces sharing the same VA.
-constexpr pte_t make_leaf(hx_paddr_t pa, unsigned level, hx_u32 prot, bool nx_ok) {
+// walker on a live entry we may be compare-and-swapping.
+constexpr pte_t make_leaf(hx_paddr_t pa, unsigned level, hx_u32 attrs, bool nx_ok) {
   pte_t e = pa | PT_VALID | PT_USER | PT_REF;
-  if (prot & kProtWrite) e |= PT_WRITABLE | PT_MOD;
-  if (!(prot & kProtExec) && nx_ok) e |= PT_NX;
+  if (attrs & kProtWrite) e |= PT_WRITABLE | PT_MOD;
+  if (!(attrs & kProtExec) && nx_ok) e |= PT_NX;
+  if (attrs & kAttrGlobal) e |= PT_GLOBAL;
+  hx_u32 cache = (attrs & kAttrCacheMask) >> kAttrCacheShift;
+  if (cache & 1) e |= PT_WRITETHRU;
+  if (cache & 2) e |= PT_NOCACHE;
+  if (cache & 4) e |= level ? PT_PAT_LARGE : PT_PAT_4K;
   if (level > 0) e |= PT_PAGESIZE;
   return e;
 }
 
-constexpr hx_u32 leaf_prot(pte_t e) {
-  hx_u32 p = kProtRead;
-  if (e & PT_WRITABLE) p |= kProtWrite;
-  if (!(e & PT_NX)) p |= kProtExec;
-  return p;
+constexpr hx_u32 leaf_attrs(pte_t e, unsigned level, bool nx_ok) {
+  hx_u32 a = kProtRead;
+  if (e & PT_WRITABLE) a |= kProtWrite;
+  if (!(e & PT_NX) || !nx_ok) a |= kProtExec;
+  if (e & PT_GLOBAL) a |= kAttrGlobal;
+  hx_u32 cache = ((e & PT_WRITETHRU) ? 1 : 0) | ((e & PT_NOCACHE) ? 2 : 0) |
+                 ((e & (level ? PT_PAT_LARGE : PT_PAT_4K)) ? 4 : 0);
+  return a | (cache << kAttrCacheShift);
 }
 
 }  // namespace htable::x86
