@@ -1,14 +1,39 @@
 // SPDX-License-Identifier: GPL-2.0
-/* /sys/kernel/debug/htable/: counters of the core and of the module. */
-#include <linux/debugfs.h>
-#include <linux/seq_file.h>
+/*
+ * /sys/kernel/debug/htable/:
+ *   stats     every counter, "name value" lines
+ *   info      the mode the module runs in (the test harness checks it)
+ *   reserve   the reserve: pages held and target
+ *   tunables  "reserve_amount N" (writable: "reserve_amount 300")
+ *   hats/<gid>/info, hats/<gid>/dump   one directory per live hat
+ * Everything is removed on unload; a hat's directory with the hat.
+ */
+#include <linux/atomic.h>
+#include <linux/capability.h>
 #include <linux/cpumask.h>
+#include <linux/debugfs.h>
+#include <linux/idr.h>
+#include <linux/kernel.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
 #include <asm/cpufeature.h>
 
 #include "internal.h"
 #include "../arch/x86/arch.h"
 
-static struct dentry *htable_debugfs_dir;
+static struct dentry *htable_debugfs_dir, *htable_hats_dir;
+static DEFINE_IDA(htable_gids);
+
+/* Shrinker activity, for the memory-pressure tests. */
+static atomic64_t shrink_calls, shrink_asked, shrink_freed;
+
+void htable_note_shrink(unsigned long asked, unsigned long freed)
+{
+	atomic64_inc(&shrink_calls);
+	atomic64_add(asked, &shrink_asked);
+	atomic64_add(freed, &shrink_freed);
+}
 
 #define HTABLE_MAX_STATS 64
 
@@ -24,13 +49,15 @@ static int stats_show(struct seq_file *m, void *v)
 	WARN_ON_ONCE(n > HTABLE_MAX_STATS);
 	for (i = 0; i < min(n, HTABLE_MAX_STATS); i++)
 		seq_printf(m, "%s %llu\n", st[i].name, (unsigned long long)st[i].value);
-	seq_printf(m, "shootdowns_received %llu\n", htable_arch_shootdowns_received());
+	seq_printf(m, "shootdowns_received %llu\n", htable_arch_shootdowns_received(-1));
+	seq_printf(m, "shrinker_calls %lld\n", (long long)atomic64_read(&shrink_calls));
+	seq_printf(m, "shrinker_asked %lld\n", (long long)atomic64_read(&shrink_asked));
+	seq_printf(m, "shrinker_freed %lld\n", (long long)atomic64_read(&shrink_freed));
 	kfree(st);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(stats);
 
-/* The mode the module runs in, as the test harness checks it. */
 static int info_show(struct seq_file *m, void *v)
 {
 	seq_printf(m, "abi_version %u\n", HTABLE_ABI_VERSION);
@@ -44,15 +71,124 @@ static int info_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(info);
 
+static int reserve_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "reserve %llu\n", (unsigned long long)htable_reserve_count());
+	seq_printf(m, "target %u\n", htable_reserve_target());
+	seq_printf(m, "reclaimable %llu\n", (unsigned long long)htable_reclaimable());
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(reserve);
+
+static int tunables_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "reserve_amount %u\n", htable_reserve_target());
+	return 0;
+}
+
+static int tunables_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, tunables_show, inode->i_private);
+}
+
+/* "reserve_amount N": the only tunable that is safe to change live. */
+static ssize_t tunables_write(struct file *file, const char __user *ubuf, size_t len,
+			      loff_t *ppos)
+{
+	char buf[64], name[32];
+	unsigned int val;
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = '\0';
+	if (sscanf(buf, "%31s %u", name, &val) != 2 || strcmp(name, "reserve_amount"))
+		return -EINVAL;
+	if (val > 1u << 20)
+		return -ERANGE;
+	htable_reserve_set(val);
+	return len;
+}
+
+static const struct file_operations tunables_fops = {
+	.owner = THIS_MODULE,
+	.open = tunables_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.write = tunables_write,
+	.release = single_release,
+};
+
+/* ---- per hat ---------------------------------------------------------------- */
+
+static int hat_info_show(struct seq_file *m, void *v)
+{
+	struct fd_hat *fh = m->private;
+
+	seq_printf(m, "gid %u\nfd_id %u\nowner_pid %d\n", fh->gid, fh->id, fh->owner_pid);
+	seq_printf(m, "levels %u\ncopied_top %d\n", htable_hat_levels(fh->hat),
+		   htable_hat_copied_top(fh->hat));
+	seq_printf(m, "tables %llu\ncached %llu\nextents %llu\n",
+		   (unsigned long long)htable_hat_nr_tables(fh->hat),
+		   (unsigned long long)htable_hat_nr_cached(fh->hat),
+		   (unsigned long long)htable_hat_nr_extents(fh->hat));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hat_info);
+
+static void dump_line(void *arg, const char *line)
+{
+	seq_printf(arg, "%s\n", line);
+}
+
+/* Physical addresses (of the root only) for CAP_SYS_ADMIN readers alone. */
+static int hat_dump_show(struct seq_file *m, void *v)
+{
+	struct fd_hat *fh = m->private;
+
+	htable_hat_dump(fh->hat, dump_line, m, capable(CAP_SYS_ADMIN));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hat_dump);
+
+void htable_debugfs_hat_add(struct fd_hat *fh)
+{
+	char name[16];
+	int gid = ida_alloc(&htable_gids, GFP_KERNEL);
+
+	if (gid < 0)
+		return;	/* debugfs is best effort */
+	fh->gid = gid;
+	snprintf(name, sizeof(name), "%d", gid);
+	fh->dbg = debugfs_create_dir(name, htable_hats_dir);
+	debugfs_create_file("info", 0400, fh->dbg, fh, &hat_info_fops);
+	debugfs_create_file("dump", 0400, fh->dbg, fh, &hat_dump_fops);
+}
+
+/* debugfs_remove_recursive() waits for readers still inside a show(). */
+void htable_debugfs_hat_remove(struct fd_hat *fh)
+{
+	if (!fh->dbg)
+		return;
+	debugfs_remove_recursive(fh->dbg);
+	fh->dbg = NULL;
+	ida_free(&htable_gids, fh->gid);
+}
+
 void htable_debugfs_init(void)
 {
 	/* debugfs failures are not fatal and need no checking (debugfs.h). */
 	htable_debugfs_dir = debugfs_create_dir("htable", NULL);
 	debugfs_create_file("stats", 0400, htable_debugfs_dir, NULL, &stats_fops);
 	debugfs_create_file("info", 0400, htable_debugfs_dir, NULL, &info_fops);
+	debugfs_create_file("reserve", 0400, htable_debugfs_dir, NULL, &reserve_fops);
+	debugfs_create_file("tunables", 0600, htable_debugfs_dir, NULL, &tunables_fops);
+	htable_hats_dir = debugfs_create_dir("hats", htable_debugfs_dir);
 }
 
 void htable_debugfs_exit(void)
 {
 	debugfs_remove_recursive(htable_debugfs_dir);
+	ida_destroy(&htable_gids);
 }

@@ -17,33 +17,42 @@
  * fd_hat.lock, while it runs, so destroying the hat from another thread
  * waits for nothing but the final put.
  */
+struct htable_file;
+struct dentry;
+
 struct fd_hat {
 	struct kref kref;
-	u32 id;
+	u32 id;				/* per file descriptor */
+	u32 gid;			/* module-wide, names hats/<gid> in debugfs */
 	struct htable_hat *hat;
+	struct htable_file *hf;		/* the owner */
+	pid_t owner_pid;
 	struct mutex lock;		/* serialises map/unmap of the regions */
-	struct list_head regions;	/* struct pinned_region, by va */
-};
-
-/* Pages of the caller pinned for one MAP, released on unmap. */
-struct pinned_region {
-	struct list_head link;
-	u64 va;
-	unsigned long npages;
-	unsigned long live;		/* pages[] entries still pinned */
-	struct page **pages;		/* NULL once unmapped */
+	struct list_head regions;	/* struct region (dev.c) */
+	struct dentry *dbg;
 };
 
 void fd_hat_put(struct fd_hat *fh);
 
-/* runner.c */
-int htable_run_job(struct fd_hat *fh, struct htable_job *job);
+/* runner.c; also exported to the KUnit suites */
+int htable_run_job(struct htable_hat *hat, struct htable_job *job);
 
 /* dev.c */
 int htable_dev_init(void);
 void htable_dev_exit(void);
 
+/* shrinker.c */
+int htable_shrinker_init(void);
+void htable_shrinker_exit(void);
+
 /* debugfs.c */
+void htable_note_shrink(unsigned long asked, unsigned long freed);
+void htable_debugfs_hat_add(struct fd_hat *fh);
+void htable_debugfs_hat_remove(struct fd_hat *fh);
+
+/* runner.c */
+int htable_runners_init(void);
+void htable_runners_exit(void);
 void htable_debugfs_init(void);
 void htable_debugfs_exit(void);
 

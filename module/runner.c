@@ -1,28 +1,40 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Jobs: a kthread bound to one CPU switches CR3 onto a hat's top table and
- * touches a range of the hat through the real MMU.
+ * Runners: one kthread worker bound to each online CPU, created at load and
+ * on CPU hotplug.  A job over a range of a hat is split in slices, one per
+ * requested CPU; each slice is queued to its CPU's runner, which switches CR3
+ * onto the hat and touches the slice through the real MMU.
  *
  * The window.  Between loading the hat's CR3 and restoring the original
  * one, nothing else may run on this CPU: the hat maps only its user half
  * plus a copy of the kernel half, so a task switched in would run on the
  * wrong tables.  Interrupts are off for the whole window, which also keeps
  * away the two ways Linux rewrites CR3 behind a lazy-TLB kthread: a TLB
- * flush IPI for the mm we borrowed (flush_tlb_func may switch to init_mm)
- * and a context switch.  Page faults are disabled, so a fault on an
- * unmapped VA of the hat is resolved by the exception fixup of
- * copy_{to,from}_user (it returns the bytes not copied) instead of by
- * handle_mm_fault.  We never take a lock inside a window: a CPU shooting
- * down this hat holds the hat lock while it waits for us.
+ * flush IPI for the mm we borrowed (flush_tlb_func() may switch the CPU to
+ * init_mm, and DEBUG_VM checks CR3 against what it expects) and a context
+ * switch.  Both are taken right after the window, on the restored CR3.
+ * Page faults are disabled, so a fault on a VA with no resident
+ * translation is turned by the exception fixup of copy_{to,from}_user into
+ * a short copy instead of a call to handle_mm_fault.
+ *
+ * Faults.  The window ends, the runner asks the core to put the
+ * translation back from the hat's record (htable_hat_fault(): the table may
+ * have been stolen) and tries the page again in a new window; a VA the
+ * record does not know is a hole and is counted.  We never take a lock
+ * inside a window: a CPU shooting down this hat holds the hat lock while it
+ * waits for us, so the reload happens outside.
  *
  * Bound: a window copies at most HTABLE_WINDOW_BYTES (16 KiB, four pages)
- * between a kernel buffer and the hat; the longest window is measured and
- * reported per job and in debugfs (max_window_ns).
+ * between a kernel buffer and the hat (COPY: 8 KiB each way); the longest
+ * window is measured and reported per job and in debugfs (max_window_ns).
+ * Under QEMU TCG it is a few hundred microseconds; on hardware a few.
  */
 #include <linux/completion.h>
 #include <linux/cpu.h>
+#include <linux/cpuhotplug.h>
 #include <linux/err.h>
 #include <linux/kthread.h>
+#include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
@@ -32,12 +44,80 @@
 #include "../arch/x86/arch.h"
 
 #define HTABLE_WINDOW_BYTES	(4 * PAGE_SIZE)
+/* Reloads of one page before it counts as a fault: a steal may race. */
+#define HTABLE_FAULT_RETRIES	3
+#define HTABLE_MAX_SLICES	64
 
-struct job_ctx {
-	struct fd_hat *fh;
-	struct htable_job *job;
-	u8 *buf;			/* HTABLE_WINDOW_BYTES */
+/* ---- the per-CPU runners ----------------------------------------------------- */
+
+static struct kthread_worker **runners;	/* [nr_cpu_ids], under runners_lock */
+static DEFINE_MUTEX(runners_lock);
+static enum cpuhp_state runners_hp_state;
+
+static int runner_online(unsigned int cpu)
+{
+	struct kthread_worker *w = kthread_create_worker_on_cpu(cpu, 0, "htable_run/%u", cpu);
+
+	if (IS_ERR(w))
+		return PTR_ERR(w);
+	mutex_lock(&runners_lock);
+	runners[cpu] = w;
+	mutex_unlock(&runners_lock);
+	return 0;
+}
+
+/* Queued slices finish first: kthread_destroy_worker() flushes. */
+static int runner_offline(unsigned int cpu)
+{
+	struct kthread_worker *w;
+
+	mutex_lock(&runners_lock);
+	w = runners[cpu];
+	runners[cpu] = NULL;
+	mutex_unlock(&runners_lock);
+	if (w)
+		kthread_destroy_worker(w);
+	return 0;
+}
+
+int htable_runners_init(void)
+{
+	int ret;
+
+	runners = kcalloc(nr_cpu_ids, sizeof(*runners), GFP_KERNEL);
+	if (!runners)
+		return -ENOMEM;
+	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "htable/runner:online",
+				runner_online, runner_offline);
+	if (ret < 0) {
+		kfree(runners);
+		runners = NULL;
+		return ret;
+	}
+	runners_hp_state = ret;
+	return 0;
+}
+
+void htable_runners_exit(void)
+{
+	cpuhp_remove_state(runners_hp_state);	/* runs runner_offline everywhere */
+	kfree(runners);
+	runners = NULL;
+}
+
+/* ---- one slice -------------------------------------------------------------- */
+
+struct slice {
+	struct kthread_work work;
 	struct completion done;
+	struct htable_hat *hat;
+	const struct htable_job *job;	/* the request: op, seed, va, dst_va */
+	u64 off, len;			/* the slice: offsets from job->va */
+	u8 *buf;			/* HTABLE_WINDOW_BYTES */
+	unsigned int cpu;
+	/* results */
+	u64 bytes, faults, result, first_bad, reloads, max_window_ns, hash, shootdowns;
+	u32 windows;
 	int err;
 };
 
@@ -50,35 +130,61 @@ static u64 fnv1a(u64 h, const u8 *p, size_t n)
 	return h;
 }
 
-/*
- * One window over [va, va + len), len <= HTABLE_WINDOW_BYTES: copy between
- * ctx->buf and the hat, page by page so that a hole costs only its page.
- * Returns a bitmap of the pages (of this window) that faulted.
- */
-static unsigned long run_window(struct job_ctx *ctx, u64 va, size_t len)
+/* Length of the piece of [va, va + len) that starts at @off and stays in one page. */
+static size_t page_chunk(u64 va, size_t len, size_t off)
 {
-	struct htable_job *job = ctx->job;
+	return min_t(size_t, len - off, PAGE_SIZE - ((va + off) & ~PAGE_MASK));
+}
+
+/*
+ * One window: for each page piece of [va, va + len) whose bit is set in
+ * @todo, copy between s->buf + its offset and the hat (COPY: from va into
+ * the buffer, then from the buffer to the matching dst piece).  Returns the
+ * bitmap of pieces that faulted.
+ */
+static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
+				unsigned long todo, bool to_hat)
+{
+	struct htable_hat *hat = s->hat;
 	unsigned int cpu = smp_processor_id();
 	unsigned long flags, saved, faulted = 0;
+	phys_addr_t top;
 	size_t off = 0;
 	int i = 0;
 	u64 t0, dt;
 
 	local_irq_save(flags);
 	pagefault_disable();
-	htable_hat_cpu_enter(ctx->fh->hat, cpu);
+	/* Join the CPU set before the hat's entries can be cached here. */
+	htable_hat_cpu_enter(hat, cpu);
 	t0 = local_clock();
-	saved = htable_arch_cr3_switch(htable_hat_top_pa(ctx->fh->hat));
+	if (htable_hat_copied_top(hat)) {
+		/* seed: VLP.  Our own top table, with the hat's user half copied in. */
+		void *mine = htable_arch_cpu_top(cpu, &top);
+
+		htable_hat_load_top(hat, mine);
+	} else {
+		top = htable_hat_top_pa(hat);
+	}
+	saved = htable_arch_cr3_switch(top);
 
 	while (off < len) {
-		size_t chunk = min_t(size_t, len - off, PAGE_SIZE - ((va + off) & ~PAGE_MASK));
-		void __user *u = (void __user *)(unsigned long)(va + off);
-		unsigned long left;
+		size_t chunk = page_chunk(va, len, off);
+		unsigned long left = 0;
 
-		if (job->op == HTABLE_JOB_FILL)
-			left = copy_to_user(u, ctx->buf + off, chunk);
-		else
-			left = copy_from_user(ctx->buf + off, u, chunk);
+		if (todo & (1ul << i)) {
+			void __user *u = (void __user *)(unsigned long)(va + off);
+
+			if (to_hat) {
+				left = copy_to_user(u, s->buf + off, chunk);
+			} else {
+				left = copy_from_user(s->buf + off, u, chunk);
+				if (!left && dst) {
+					u = (void __user *)(unsigned long)(dst + off);
+					left = copy_to_user(u, s->buf + off, chunk);
+				}
+			}
+		}
 		if (left)
 			faulted |= 1ul << i;
 		off += chunk;
@@ -87,122 +193,288 @@ static unsigned long run_window(struct job_ctx *ctx, u64 va, size_t len)
 
 	htable_arch_cr3_restore(saved);
 	dt = local_clock() - t0;
-	htable_hat_cpu_leave(ctx->fh->hat, cpu);
+	htable_hat_cpu_leave(hat, cpu);
 	pagefault_enable();
 	local_irq_restore(flags);
 
-	job->windows++;
-	if (dt > job->max_window_ns)
-		job->max_window_ns = dt;
+	s->windows++;
+	s->max_window_ns = max(s->max_window_ns, dt);
 	return faulted;
 }
 
-static int job_thread(void *data)
+/*
+ * A window over [va, va + len); pieces that fault are reloaded from the
+ * record and tried again in a new window, a bounded number of times (a
+ * steal may take the table again in between).  Returns the pieces that
+ * still fault: holes.
+ */
+static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, size_t len,
+					    bool to_hat)
 {
-	struct job_ctx *ctx = data;
-	struct htable_job *job = ctx->job;
-	u64 hash = 0xcbf29ce484222325ull;
-	u64 done = 0;
+	unsigned long faulted = run_window(s, va, dst, len, ~0ul, to_hat);
+	int tries;
 
-	job->ran_on_cpu = raw_smp_processor_id();
-	while (done < job->length) {
-		u64 va = job->va + done;
-		size_t len = min_t(u64, job->length - done, HTABLE_WINDOW_BYTES);
-		unsigned long faulted;
+	for (tries = 0; faulted && tries < HTABLE_FAULT_RETRIES; tries++) {
+		unsigned long retry = 0;
 		size_t off = 0;
 		int i = 0;
 
-		if (job->op == HTABLE_JOB_FILL) {
-			size_t k;
-
-			for (k = 0; k < len; k++)
-				ctx->buf[k] = htable_pattern_byte(job->seed, done + k);
-		}
-		faulted = run_window(ctx, va, len);
-
-		/* Account page by page, skipping the pages that faulted. */
 		while (off < len) {
-			size_t chunk = min_t(size_t, len - off,
-					     PAGE_SIZE - ((va + off) & ~PAGE_MASK));
+			size_t chunk = page_chunk(va, len, off);
 
 			if (faulted & (1ul << i)) {
-				job->faults++;
-			} else {
-				job->bytes += chunk;
-				if (job->op == HTABLE_JOB_CHECKSUM) {
-					hash = fnv1a(hash, ctx->buf + off, chunk);
-				} else if (job->op == HTABLE_JOB_VERIFY) {
-					size_t k;
+				bool ok = htable_hat_fault(s->hat, va + off) == 0;
 
-					for (k = 0; k < chunk; k++) {
-						u64 o = done + off + k;
-
-						if (ctx->buf[off + k] !=
-						    htable_pattern_byte(job->seed, o)) {
-							if (!job->result)
-								job->first_bad = o;
-							job->result++;
-						}
-					}
+				/* COPY: the destination piece may be what faulted. */
+				if (dst && htable_hat_fault(s->hat, dst + off) == 0)
+					ok = true;
+				if (ok) {
+					retry |= 1ul << i;
+					s->reloads++;
 				}
 			}
 			off += chunk;
 			i++;
 		}
+		if (!retry)
+			break;
+		faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
+	}
+	return faulted;
+}
+
+static void account(struct slice *s, u64 va, size_t len, unsigned long faulted, u64 joff)
+{
+	const struct htable_job *job = s->job;
+	size_t off = 0;
+	int i = 0;
+
+	while (off < len) {
+		size_t chunk = page_chunk(va, len, off);
+
+		if (faulted & (1ul << i)) {
+			s->faults++;
+		} else {
+			s->bytes += chunk;
+			if (job->op == HTABLE_JOB_CHECKSUM) {
+				s->hash = fnv1a(s->hash, s->buf + off, chunk);
+			} else if (job->op == HTABLE_JOB_VERIFY) {
+				size_t k;
+
+				for (k = 0; k < chunk; k++) {
+					u64 o = joff + off + k;
+
+					if (s->buf[off + k] != htable_pattern_byte(job->seed, o)) {
+						if (!s->result)
+							s->first_bad = o;
+						s->result++;
+					}
+				}
+			}
+		}
+		off += chunk;
+		i++;
+	}
+}
+
+/* FILL, VERIFY, CHECKSUM, COPY: the slice in windows of up to 16 KiB. */
+static void run_stream(struct slice *s)
+{
+	const struct htable_job *job = s->job;
+	u64 done = 0;
+	size_t max = job->op == HTABLE_JOB_COPY ? HTABLE_WINDOW_BYTES / 2 : HTABLE_WINDOW_BYTES;
+
+	while (done < s->len) {
+		u64 joff = s->off + done;
+		u64 va = job->va + joff;
+		u64 dst = job->op == HTABLE_JOB_COPY ? job->dst_va + joff : 0;
+		size_t len = min_t(u64, s->len - done, max);
+		bool fill = job->op == HTABLE_JOB_FILL;
+		unsigned long faulted;
+
+		if (fill) {
+			size_t k;
+
+			for (k = 0; k < len; k++)
+				s->buf[k] = htable_pattern_byte(job->seed, joff + k);
+		}
+		faulted = run_window_with_reload(s, va, dst, len, fill);
+		account(s, va, len, faulted, joff);
 		done += len;
 		cond_resched();
 	}
-	if (job->op == HTABLE_JOB_CHECKSUM)
-		job->result = hash;
-	complete(&ctx->done);
-	return 0;
 }
 
-int htable_run_job(struct fd_hat *fh, struct htable_job *job)
+/* TOUCH: 8 bytes at the start of each page (or of the slice). */
+static void run_touch(struct slice *s)
 {
-	struct job_ctx ctx = { .fh = fh, .job = job };
-	struct task_struct *t;
-	unsigned int cpu;
+	const struct htable_job *job = s->job;
+	u64 off = s->off;
 
-	job->bytes = 0;
-	job->faults = 0;
-	job->result = 0;
+	while (off < s->off + s->len) {
+		u64 va = job->va + off;
+		u64 next = min(s->off + s->len, off + (PAGE_SIZE - (va & ~PAGE_MASK)));
+
+		if (run_window_with_reload(s, va, 0, 8, false)) {
+			s->faults++;
+		} else {
+			s->bytes += 8;
+			s->result++;
+		}
+		off = next;
+		cond_resched();
+	}
+}
+
+/* RANDOM_RW: see the uapi header; one 8-byte read and write per window. */
+static void run_random(struct slice *s)
+{
+	const struct htable_job *job = s->job;
+	u64 words = s->len / 8, n = max_t(u64, 1, s->len / 64), k;
+	u64 state = htable_random_rw_seed(job->seed, s->off);
+
+	for (k = 0; k < n && words; k++) {
+		u64 off = s->off + 8 * (htable_xorshift64(&state) % words);
+		u64 va = job->va + off;
+		int b;
+
+		if (run_window_with_reload(s, va, 0, 8, false)) {
+			s->faults++;
+			continue;
+		}
+		for (b = 0; b < 8; b++)
+			s->buf[b] = htable_pattern_byte(job->seed, off + b);
+		if (run_window_with_reload(s, va, 0, 8, true)) {
+			s->faults++;
+			continue;
+		}
+		s->bytes += 16;
+		s->result++;
+		if (!(k & 63))
+			cond_resched();
+	}
+}
+
+static void slice_fn(struct kthread_work *work)
+{
+	struct slice *s = container_of(work, struct slice, work);
+
+	u64 rx;
+
+	s->cpu = raw_smp_processor_id();
+	rx = htable_arch_shootdowns_received(s->cpu);
+	s->hash = 0xcbf29ce484222325ull;
+	switch (s->job->op) {
+	case HTABLE_JOB_TOUCH:
+		run_touch(s);
+		break;
+	case HTABLE_JOB_RANDOM_RW:
+		run_random(s);
+		break;
+	default:
+		run_stream(s);
+		break;
+	}
+	if (s->job->op == HTABLE_JOB_CHECKSUM)
+		s->result = s->hash;
+	s->shootdowns = htable_arch_shootdowns_received(s->cpu) - rx;
+	complete(&s->done);
+}
+
+/**
+ * htable_run_job() - run @job on @hat and wait for every slice.
+ *
+ * The caller holds a reference on the hat and validated the range.
+ * Returns 0 (the job's own outcome is in @job), -EINVAL (a CPU is offline
+ * or out of range; CHECKSUM on several CPUs; COPY ranges overlap), -ENOMEM.
+ */
+int htable_run_job(struct htable_hat *hat, struct htable_job *job)
+{
+	u64 mask = job->cpu_mask;
+	unsigned int cpus[HTABLE_MAX_SLICES], n = 0, i;
+	struct slice *slices;
+	int err = 0;
+
+	job->bytes = job->faults = job->result = job->reloads = 0;
 	job->first_bad = ~0ull;
 	job->windows = 0;
 	job->max_window_ns = 0;
+	job->cpus_ran = 0;
+	job->ran_on_cpu = 0;
+	job->shootdowns = 0;
 
-	ctx.buf = kmalloc(HTABLE_WINDOW_BYTES, GFP_KERNEL);
-	if (!ctx.buf)
+	if (job->op == HTABLE_JOB_COPY &&
+	    job->va < job->dst_va + job->length && job->dst_va < job->va + job->length)
+		return -EINVAL;
+	if (mask) {
+		for (i = 0; i < HTABLE_MAX_SLICES; i++)
+			if (mask & (1ull << i))
+				cpus[n++] = i;
+		if (job->op == HTABLE_JOB_CHECKSUM && n > 1)
+			return -EINVAL;	/* FNV-1a is sequential */
+	} else {
+		cpus[n++] = job->cpu == HTABLE_JOB_ANY_CPU ? raw_smp_processor_id() : job->cpu;
+	}
+
+	slices = kcalloc(n, sizeof(*slices), GFP_KERNEL);
+	if (!slices)
 		return -ENOMEM;
-	init_completion(&ctx.done);
+	for (i = 0; i < n; i++) {
+		struct slice *s = &slices[i];
 
-	/* Hold off CPU hotplug from the online check until the job is done. */
-	cpus_read_lock();
-	cpu = job->cpu == HTABLE_JOB_ANY_CPU ? raw_smp_processor_id() : job->cpu;
-	if (!cpu_online(cpu)) {
-		ctx.err = -EINVAL;
-		goto out;
+		s->hat = hat;
+		s->job = job;
+		s->off = htable_job_slice(job->length, n, i);
+		s->len = htable_job_slice(job->length, n, i + 1) - s->off;
+		s->first_bad = ~0ull;
+		s->buf = kmalloc(HTABLE_WINDOW_BYTES, GFP_KERNEL);
+		if (!s->buf)
+			err = -ENOMEM;
+		kthread_init_work(&s->work, slice_fn);
+		init_completion(&s->done);
 	}
-	t = kthread_create_on_node(job_thread, &ctx, cpu_to_node(cpu), "htable_job/%u", cpu);
-	if (IS_ERR(t)) {
-		ctx.err = PTR_ERR(t);
+	if (err)
 		goto out;
-	}
-	kthread_bind(t, cpu);
-	wake_up_process(t);
-	/*
-	 * The thread exits by itself after complete(); ctx lives on this
-	 * stack, so wait even if a signal arrives: a job is bounded by its
-	 * length and each window is short.
-	 */
-	wait_for_completion(&ctx.done);
 
+	/* Queue all or none: a CPU going offline meanwhile flushes its slice. */
+	mutex_lock(&runners_lock);
+	for (i = 0; i < n; i++)
+		if (cpus[i] >= nr_cpu_ids || !runners[cpus[i]])
+			err = -EINVAL;
+	for (i = 0; i < n && !err; i++)
+		kthread_queue_work(runners[cpus[i]], &slices[i].work);
+	mutex_unlock(&runners_lock);
+	if (err)
+		goto out;
+	/* Slices are bounded by their length and each window is short. */
+	for (i = 0; i < n; i++)
+		wait_for_completion(&slices[i].done);
+
+	job->ran_on_cpu = slices[0].cpu;
+	for (i = 0; i < n; i++) {
+		struct slice *s = &slices[i];
+
+		job->bytes += s->bytes;
+		job->faults += s->faults;
+		job->reloads += s->reloads;
+		job->shootdowns += s->shootdowns;
+		job->windows += s->windows;
+		job->max_window_ns = max(job->max_window_ns, s->max_window_ns);
+		job->cpus_ran |= s->cpu < 64 ? 1ull << s->cpu : 0;
+		if (job->op == HTABLE_JOB_CHECKSUM)
+			job->result = s->result;
+		else
+			job->result += s->result;
+		if (s->first_bad < job->first_bad)
+			job->first_bad = s->first_bad;
+	}
 	htable_stat_add(HTABLE_STAT_JOBS, 1);
 	htable_stat_add(HTABLE_STAT_JOB_FAULTS, job->faults);
 	htable_stat_add(HTABLE_STAT_WINDOWS, job->windows);
 	htable_stat_add(HTABLE_STAT_MAX_WINDOW_NS, job->max_window_ns);
 out:
-	cpus_read_unlock();
-	kfree(ctx.buf);
-	return ctx.err;
+	for (i = 0; i < n; i++)
+		kfree(slices[i].buf);
+	kfree(slices);
+	return err;
 }

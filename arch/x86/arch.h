@@ -18,6 +18,16 @@ void htable_arch_cr3_restore(unsigned long saved);
 /** htable_arch_kernel_top() - the live top-level table (kernel half source). */
 const void *htable_arch_kernel_top(void);
 
-u64 htable_arch_shootdowns_received(void);
+/* TLB shootdown IPIs taken by @cpu, or by all CPUs for -1. */
+u64 htable_arch_shootdowns_received(int cpu);
+
+/*
+ * Per-CPU top tables for copied-top (VLP) hats: one 8 KiB-aligned page per
+ * possible CPU with the kernel half copied in at load; a window copies the
+ * hat's user half into its CPU's page and loads that.
+ */
+int htable_arch_init(void);
+void htable_arch_exit(void);
+void *htable_arch_cpu_top(unsigned int cpu, phys_addr_t *pa);
 
 #endif

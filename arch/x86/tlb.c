@@ -3,17 +3,21 @@
  * TLB invalidation for private hierarchies.
  *
  * A CPU caches translations of a hat only while its CR3 points at the hat's
- * top table, which happens inside a runner's window with interrupts off
- * (module/runner.c).  The shootdown IPI is therefore normally taken right
- * after the window, when the runner's restore of the original CR3 has
- * already flushed every non-global entry of the hat (our entries are never
- * global; with PCID the hat runs as PCID 0, which is flushed by the next
- * window's CR3 load).  The handler still checks whether the hat is loaded
- * and invalidates by address if it is, so the guarantee "no CPU in the set
- * holds a stale entry once hx_flush_tlb_range() returns" does not depend on
- * how long a runner keeps CR3.
+ * top table (or, for a copied-top hat, at the CPU's own top table holding
+ * the hat's entries), which happens inside a runner's window with
+ * interrupts off (module/runner.c).  The shootdown IPI is therefore
+ * normally taken right after the window, when the runner's restore of the
+ * original CR3 has already flushed every non-global entry of the hat (with
+ * PCID the hat runs as PCID 0, which the next window's CR3 load flushes).
+ * The handler still invalidates the range by address on whatever CR3 is
+ * loaded -- cheap, harmless for another address space, and it keeps the
+ * guarantee "no CPU in the set holds a stale entry or paging-structure
+ * cache entry once hx_flush_tlb_range() returns" independent of how long a
+ * runner keeps CR3.  Entries made with the global attribute (tests only)
+ * are covered too: INVLPG drops global entries of the address.
  */
 #include <linux/atomic.h>
+#include <linux/percpu.h>
 #include <linux/smp.h>
 #include <asm/special_insns.h>
 #include <asm/tlbflush.h>
@@ -30,24 +34,30 @@ struct flush_args {
 	u64 len;
 };
 
-static atomic64_t htable_shootdowns_received = ATOMIC64_INIT(0);
+static DEFINE_PER_CPU(u64, htable_shootdowns_rx);
 
-u64 htable_arch_shootdowns_received(void)
+/* Shootdowns taken by @cpu, or by every CPU for -1. */
+u64 htable_arch_shootdowns_received(int cpu)
 {
-	return atomic64_read(&htable_shootdowns_received);
+	u64 n = 0;
+	int c;
+
+	if (cpu >= 0)
+		return READ_ONCE(per_cpu(htable_shootdowns_rx, cpu));
+	for_each_possible_cpu(c)
+		n += READ_ONCE(per_cpu(htable_shootdowns_rx, c));
+	return n;
 }
 
 static void htable_flush_func(void *info)
 {
 	const struct flush_args *a = info;
-	unsigned long cr3 = __read_cr3();
 	u64 off;
 
-	atomic64_inc(&htable_shootdowns_received);
-	if ((cr3 & CR3_ADDR_MASK) != a->top_pa)
-		return;
+	this_cpu_inc(htable_shootdowns_rx);
 	if (a->len >> PAGE_SHIFT > HTABLE_FLUSH_ALL_PAGES) {
-		native_write_cr3(cr3);
+		/* Every entry, global ones included, and all paging-structure caches. */
+		__flush_tlb_all();
 		return;
 	}
 	for (off = 0; off < a->len; off += PAGE_SIZE)
