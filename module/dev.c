@@ -772,8 +772,11 @@ static const struct htable_ioc_desc htable_iocs[] = {
 	IOC_V1(HTABLE_IOC_MAP, struct htable_map),
 	IOC_V1(HTABLE_IOC_UNMAP, struct htable_unmap),
 	IOC_V1(HTABLE_IOC_TRANSLATE, struct htable_translate),
-	/* JOB grew (cpu_mask, dst_va, cpus_ran, shootdowns): its first 96 bytes are ABI 1.0. */
-	{ HTABLE_IOC_JOB, sizeof(struct htable_job), offsetof(struct htable_job, cpu_mask) },
+	/*
+	 * JOB grew (reloads, cpu_mask, dst_va, cpus_ran, shootdowns): its first
+	 * 88 bytes, up to max_window_ns, are the ABI 1.0 struct.
+	 */
+	{ HTABLE_IOC_JOB, sizeof(struct htable_job), offsetof(struct htable_job, reloads) },
 	IOC_V1(HTABLE_IOC_PROTECT, struct htable_protect),
 	IOC_V1(HTABLE_IOC_LOCK, struct htable_lock),
 	IOC_V1(HTABLE_IOC_WALK, struct htable_walk),
