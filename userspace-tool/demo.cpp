@@ -9,6 +9,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <exception>
+#include <unistd.h>
 
 namespace htable {
 namespace {
@@ -21,7 +22,9 @@ const char kDemoHelp[] =
 	"process's memory into it, translate an address, let a kernel thread on\n"
 	"every online CPU write through the hat's page tables and read the result\n"
 	"back from the process's own mapping, compare a kernel checksum with our\n"
-	"own, unmap, and show the module's counters.  Needs root.\n"
+	"own, unmap; then let the module take page tables back (REAP) and watch a\n"
+	"job reload every translation and still verify; show the module's counters.\n"
+	"Needs root.\n"
 	"Exit status 0 only if every check passed.\n";
 
 constexpr size_t kBufSize = 1 << 20;
@@ -83,6 +86,87 @@ int finish(Narrator& say)
 	}
 	std::puts("demo: every check passed.");
 	return 0;
+}
+
+// Page tables the hat holds, from its debugfs info (0 if unreadable).
+u64 hat_tables(u32 hat_id)
+{
+	auto gids = find_hat_gids(getpid(), hat_id);
+	std::string text;
+	if (gids.size() != 1 || read_file(hat_debugfs_dir(gids[0]) + "/info", text) != 0)
+		return 0;
+	u64 n = 0;
+	for (const auto& [k, v] : parse_kv(text))
+		if (k == "tables")
+			parse_u64(v, n);
+	return n;
+}
+
+// Page tables are only a cache of what the hat maps: the module can take
+// them back at any time (its shrinker does under memory pressure) and put
+// the translations back from the hat's record on the next access.
+void reclaim_story(Narrator& say, const Device& dev)
+{
+	constexpr u64 kPages = 16;
+	auto hat = Hat::create(dev);
+	if (!hat) {
+		say.failed(hat.error(), "HTABLE_IOC_HAT_CREATE");
+		return;
+	}
+	Buffer buf(kPages * kPageSize);
+	for (u64 i = 0; i < kPages; i++)
+		if (say.failed(dev.map(hat->id(), kDemoVa + i * k2M, buf.data() + i * kPageSize, kPageSize),
+			       "HTABLE_IOC_MAP"))
+			return;
+	htable_job j{};
+	for (u64 i = 0; i < kPages; i++)
+		if (say.failed(dev.job(hat->id(), HTABLE_JOB_FILL, kDemoVa + i * k2M, kPageSize, kSeed + i,
+				       HTABLE_JOB_ANY_CPU, j), "FILL job"))
+			return;
+	const u64 held = hat_tables(hat->id());
+	say.step("A new hat #%u maps %llu of our pages, one every 2 MiB, so each needs a page",
+		 hat->id(), kPages);
+	say.note("table of its own at the lowest level; a FILL job wrote each page.%s",
+		 held ? (" The hat holds " + std::to_string(held) + " page tables.").c_str() : "");
+
+	auto before = read_stat("steals"), reloads0 = read_stat("reloads");
+	u64 freed = 0;
+	if (say.failed(dev.reap(~0ull, &freed), "HTABLE_IOC_REAP"))
+		return;
+	const u64 left = hat_tables(hat->id());
+	say.step("HTABLE_IOC_REAP: the module takes page tables back, as its shrinker does under");
+	if (held)
+		say.note("memory pressure (it reports freed=%llu).  Our hat now holds %llu of its %llu "
+			 "tables:", freed, left, held);
+	else
+		say.note("memory pressure (it reports freed=%llu).", freed);
+	say.note("only the top level always stays.  What the tables said is not lost: each hat");
+	say.note("keeps a record of its mappings, and tables are only a cache of it.");
+	if (freed < kPages)
+		say.bad("REAP freed only %llu tables; our hat alone had %llu to give", freed, kPages);
+
+	u64 reloads = 0, bad = 0, bytes = 0;
+	for (u64 i = 0; i < kPages; i++) {
+		if (say.failed(dev.job(hat->id(), HTABLE_JOB_VERIFY, kDemoVa + i * k2M, kPageSize, kSeed + i,
+				       HTABLE_JOB_ANY_CPU, j), "VERIFY job"))
+			return;
+		reloads += j.reloads;
+		bad += j.result;
+		bytes += j.bytes;
+	}
+	say.step("HAT_JOB VERIFY of every page: each first access faults in the CR3 window, the");
+	say.note("module reloads the translation from the record and retries: %llu reloads,", reloads);
+	if (bad == 0 && bytes == kPages * kPageSize && reloads >= kPages)
+		say.note("and all %llu bytes still hold what the FILL jobs wrote. OK", bytes);
+	else
+		say.bad("%llu bytes checked, %llu differ, %llu reloads (expected %llu)", bytes, bad,
+			reloads, kPages);
+	auto after = read_stat("steals"), reloads1 = read_stat("reloads");
+	if (before && after && reloads0 && reloads1)
+		say.note("counters: steals %llu -> %llu, reloads %llu -> %llu.", *before, *after,
+			 *reloads0, *reloads1);
+	if (!say.failed(hat->reset(), "HTABLE_IOC_HAT_DESTROY"))
+		say.note("HAT_DESTROY of the second hat.");
 }
 
 int run_demo()
@@ -235,6 +319,9 @@ int run_demo()
 	int err = hat->reset();
 	if (!say.failed(err, "HTABLE_IOC_HAT_DESTROY"))
 		say.step("HAT_DESTROY: the hat's page tables are freed (closing the fd would too).");
+
+	// ---- reclaim: tables given back, then reloaded
+	reclaim_story(say, *dev);
 
 	// ---- stats
 	std::vector<Stat> stats;

@@ -6,6 +6,9 @@
 //   htablectl stats [--json]  debugfs counters
 //   htablectl demo            narrated walkthrough
 //   htablectl selftest        TAP test suite
+//   htablectl reap [N]        give page tables back, as the shrinker would
+//   htablectl shell           one ioctl per line, interactive or scripted
+//   htablectl pressure        memory-pressure test (TAP)
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 #include "htablectl.hpp"
@@ -95,15 +98,19 @@ int cmd_info(std::span<char*> args)
 // ---------------------------------------------------------------- stats
 
 static const char kStatsHelp[] =
-	"Usage: htablectl stats [--json]\n"
+	"Usage: htablectl stats [--json] [--ioctl]\n"
 	"\n"
 	"Print the module's counters from /sys/kernel/debug/htable/stats (needs\n"
 	"root and a mounted debugfs).  Every line of the file is printed, as\n"
 	"'name value'; with --json, as one JSON object {\"name\": value, ...}\n"
-	"(decimal values become numbers, anything else a string).\n"
+	"(decimal values become numbers, anything else a string).  With --ioctl\n"
+	"the counters come from HTABLE_IOC_STATS instead (no debugfs needed; the\n"
+	"shrinker_* and shootdowns_received lines exist in debugfs only).\n"
 	"\n"
 	"Counters include hats_live, tables_live, ptable_allocs, ptable_frees,\n"
-	"pinned_pages, maps, unmaps, jobs, job_faults, windows, shootdowns.\n";
+	"pinned_pages, maps, unmaps, jobs, job_faults, windows, shootdowns,\n"
+	"stealable, steals, reaps, reloads, reserve, reserve_target and the\n"
+	"shrinker's shrinker_calls / shrinker_asked / shrinker_freed.\n";
 
 static void json_string(const std::string& s)
 {
@@ -131,12 +138,26 @@ static bool is_json_number(const std::string& s)
 
 int cmd_stats(std::span<char*> args)
 {
-	bool json = false;
-	if (int rc = parse_simple_args(args, kStatsHelp, {{"--json", &json}}); rc >= 0)
+	bool json = false, via_ioctl = false;
+	if (int rc = parse_simple_args(args, kStatsHelp, {{"--json", &json}, {"--ioctl", &via_ioctl}});
+	    rc >= 0)
 		return rc;
 
 	std::vector<Stat> stats;
-	if (int err = read_stats(stats)) {
+	if (via_ioctl) {
+		auto dev = Device::open();
+		if (!dev) {
+			print_error(std::string("cannot open ") + kDevicePath, dev.error());
+			return 1;
+		}
+		std::vector<std::pair<std::string, u64>> all;
+		if (int err = dev->stats_all(all)) {
+			print_error("HTABLE_IOC_STATS", err);
+			return 1;
+		}
+		for (auto& [name, value] : all)
+			stats.push_back(Stat{name, std::to_string(value)});
+	} else if (int err = read_stats(stats)) {
 		print_error(std::string("cannot read ") + kStatsPath, err);
 		return 1;
 	}
@@ -163,6 +184,63 @@ int cmd_stats(std::span<char*> args)
 	return 0;
 }
 
+// ---------------------------------------------------------------- reap
+
+static const char kReapHelp[] =
+	"Usage: htablectl reap [N]\n"
+	"\n"
+	"HTABLE_IOC_REAP: ask the module to give up to N page tables back now, as\n"
+	"its shrinker does under memory pressure (default: as many as it can).\n"
+	"Tables are taken from every hat in the system, coldest first; locked and\n"
+	"shared tables stay.  What they mapped stays in each hat's record and is\n"
+	"reloaded on the next access.  Prints how many were freed and the\n"
+	"counters that tell the story, before and after.\n";
+
+int cmd_reap(std::span<char*> args)
+{
+	u64 n = ~0ull;
+	for (size_t i = 1; i < args.size(); i++) {
+		if (!std::strcmp(args[i], "--help") || !std::strcmp(args[i], "-h")) {
+			std::fputs(kReapHelp, stdout);
+			return 0;
+		}
+		if (i != 1 || !parse_u64(args[i], n)) {
+			std::fprintf(stderr, "htablectl reap: unexpected argument '%s'\n"
+					     "Try 'htablectl reap --help'.\n", args[i]);
+			return 2;
+		}
+	}
+	auto dev = Device::open();
+	if (!dev) {
+		print_error(std::string("cannot open ") + kDevicePath, dev.error());
+		return 1;
+	}
+	static const char* const shown[] = {"tables_live", "stealable", "steals", "reaps",
+					    "reserve",     "reserve_target", "reloads"};
+	std::vector<Stat> before, after;
+	const int serr = read_stats(before);
+	u64 freed = 0;
+	if (int err = dev->reap(n, &freed)) {
+		print_error("HTABLE_IOC_REAP", err);
+		return 1;
+	}
+	if (n == ~0ull)
+		std::printf("reap: freed %llu page tables (asked for all)\n", freed);
+	else
+		std::printf("reap: freed %llu of at most %llu page tables\n", freed, n);
+	if (serr || read_stats(after)) {
+		std::printf("(no counters: %s is not readable)\n", kStatsPath);
+		return 0;
+	}
+	std::printf("%-16s %12s %12s\n", "counter", "before", "after");
+	for (const char* name : shown) {
+		auto b = stat_u64(before, name), a = stat_u64(after, name);
+		if (b && a)
+			std::printf("%-16s %12llu %12llu\n", name, *b, *a);
+	}
+	return 0;
+}
+
 }  // namespace htable
 
 // ---------------------------------------------------------------- main
@@ -176,9 +254,12 @@ static const char kUsage[] =
 	"\n"
 	"Commands:\n"
 	"  info              print paging mode, features, CPUs and limits\n"
-	"  stats [--json]    print the module's debugfs counters\n"
+	"  stats [--json]    print the module's counters (debugfs, or --ioctl)\n"
 	"  demo              narrated walkthrough of every ioctl\n"
 	"  selftest          run the TAP test suite against the module\n"
+	"  reap [N]          give up to N page tables back (as the shrinker would)\n"
+	"  shell             run ioctls from a prompt or a script on stdin\n"
+	"  pressure          memory-pressure test for a small machine (TAP)\n"
 	"  help [command]    show this text or a command's help\n"
 	"\n"
 	"Every command accepts --help.  /dev/htable needs root (CAP_SYS_ADMIN).\n"
@@ -194,6 +275,9 @@ const Command kCommands[] = {
 	{"stats", htable::cmd_stats},
 	{"demo", htable::cmd_demo},
 	{"selftest", htable::cmd_selftest},
+	{"reap", htable::cmd_reap},
+	{"shell", htable::cmd_shell},
+	{"pressure", htable::cmd_pressure},
 };
 
 const Command* find_command(const char* name)

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <sys/types.h>
 #include <optional>
 #include <span>
 #include <string>
@@ -29,10 +30,14 @@ using u64 = __u64;
 
 inline constexpr u64 kPageSize = 4096;
 inline constexpr const char* kDevicePath = "/dev/htable";
+inline constexpr const char* kDebugfsDir = "/sys/kernel/debug/htable";
 inline constexpr const char* kStatsPath = "/sys/kernel/debug/htable/stats";
+inline constexpr const char* kParamDir = "/sys/module/htable/parameters";
 // Private VA used by demo and selftest: 16 TiB, valid with 4- and 5-level paging.
 inline constexpr u64 kDemoVa = 0x100000000000ull;
 inline constexpr u32 kProtRW = HTABLE_PROT_READ | HTABLE_PROT_WRITE;
+inline constexpr u64 k2M = HTABLE_PAGE_2M;
+inline constexpr u64 k1G = HTABLE_PAGE_1G;
 
 // ---------------------------------------------------------------- errors
 
@@ -91,14 +96,38 @@ public:
 	int unmap(htable_unmap& u) const { return ioctl_raw(HTABLE_IOC_UNMAP, &u); }
 	int translate(htable_translate& t) const { return ioctl_raw(HTABLE_IOC_TRANSLATE, &t); }
 	int job(htable_job& j) const { return ioctl_raw(HTABLE_IOC_JOB, &j); }
+	int protect(htable_protect& p) const { return ioctl_raw(HTABLE_IOC_PROTECT, &p); }
+	int lock(htable_lock& l) const { return ioctl_raw(HTABLE_IOC_LOCK, &l); }
+	int walk(htable_walk& w) const { return ioctl_raw(HTABLE_IOC_WALK, &w); }
+	int share(htable_share& s) const { return ioctl_raw(HTABLE_IOC_SHARE, &s); }
+	int reap(htable_reap& r) const { return ioctl_raw(HTABLE_IOC_REAP, &r); }
+	int stats(htable_stats& s) const { return ioctl_raw(HTABLE_IOC_STATS, &s); }
 
 	// Conveniences with all must-be-zero fields zeroed.
 	int hat_destroy(u32 hat_id) const;
+	// page_size 0 is HTABLE_PAGE_AUTO: the largest leaves the memory allows.
 	int map(u32 hat_id, u64 va, const void* uaddr, u64 length, u32 prot = kProtRW,
-		u64 page_size = 0) const;
+		u64 page_size = HTABLE_PAGE_AUTO) const;
+	// HTABLE_MAP_OWNED: zeroed memory allocated by the module.
+	int map_owned(u32 hat_id, u64 va, u64 length, u32 prot = kProtRW,
+		      u64 page_size = HTABLE_PAGE_AUTO) const;
 	int unmap(u32 hat_id, u64 va, u64 length) const;
 	int translate(u32 hat_id, u64 va, htable_translate& out) const;
+	int protect(u32 hat_id, u64 va, u64 length, u32 prot) const;
+	int lock(u32 hat_id, u64 va, u64 length, bool lock) const;
+	int share(u32 dst_hat_id, u32 src_hat_id, u64 va, u32 level) const;
+	int reap(u64 nr, u64* freed = nullptr) const;
+	// Every counter through HTABLE_IOC_STATS (asks for the count first).
+	int stats_all(std::vector<std::pair<std::string, u64>>& out) const;
+	// Every mapping of [va, end), calling WALK as often as needed with at
+	// most `batch` entries per call.  *calls (if given) counts the calls.
+	int walk_all(u32 hat_id, u64 va, u64 end, std::vector<htable_walk_entry>& out,
+		     u32 batch = 256, unsigned* calls = nullptr) const;
+	// A single-CPU job (cpu may be HTABLE_JOB_ANY_CPU).
 	int job(u32 hat_id, u32 op, u64 va, u64 length, u64 seed, u32 cpu, htable_job& out) const;
+	// A job split over the CPUs of cpu_mask (cpu = HTABLE_JOB_ANY_CPU).
+	int job_mask(u32 hat_id, u32 op, u64 va, u64 length, u64 seed, u64 cpu_mask,
+		     htable_job& out, u64 dst_va = 0) const;
 
 private:
 	explicit Device(int fd) : fd_(fd) {}
@@ -109,7 +138,7 @@ private:
 // destroy it when the fd is closed; doing it explicitly keeps runs tidy).
 class Hat {
 public:
-	static Result<Hat> create(const Device& dev);
+	static Result<Hat> create(const Device& dev, u32 flags = 0);
 
 	Hat() = default;
 	Hat(Hat&& o) noexcept
@@ -138,9 +167,22 @@ private:
 // An anonymous private mapping of the process, every page faulted in for
 // write so it is backed by its own page (not the shared zero page).
 // Throws std::system_error if mmap fails.
+enum class Huge {
+	Default,  // whatever the system's THP policy gives
+	Never,    // 4 KiB pages (MADV_NOHUGEPAGE, THP off while faulting them
+	          // in), touched so that no two neighbours are physically
+	          // adjacent: never usable for a large leaf
+	Want,     // transparent huge pages where possible (MADV_HUGEPAGE, THP
+	          // on while faulting them in)
+};
+
 class Buffer {
 public:
 	explicit Buffer(size_t length, u8 fill = 0);
+	// `length` bytes whose start is aligned to `align` (a power of two, at
+	// least 4 KiB), with the given huge page advice given before the pages
+	// are touched.
+	Buffer(size_t length, u8 fill, size_t align, Huge huge);
 	Buffer(Buffer&& o) noexcept
 		: ptr_(std::exchange(o.ptr_, nullptr)), len_(std::exchange(o.len_, 0)) {}
 	Buffer& operator=(Buffer&&) = delete;
@@ -173,6 +215,19 @@ void fill_pattern(std::span<u8> buf, u64 seed);
 u64 count_mismatches(std::span<const u8> buf, u64 seed, u64 base = 0,
 		     u64* first_bad = nullptr);
 u64 fnv1a64(std::span<const u8> buf);
+// FNV-1a 64 of pattern(seed, 0 .. length-1), without a buffer.
+u64 pattern_fnv1a64(u64 seed, u64 length);
+
+// The slices of a job of `length` bytes over n CPUs: [slice(i), slice(i+1)).
+inline u64 job_slice(u64 length, u64 n, u64 i) { return htable_job_slice(length, n, i); }
+// Applies the writes of a RANDOM_RW job over `n` slices to `buf` (buf[0] is
+// the job's va), exactly as include/uapi/linux/htable.h documents; returns
+// the number of iterations (the job's result when nothing faults).
+u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n);
+// Pages a TOUCH job over [va, va + length) split in n slices touches.
+u64 touch_count(u64 va, u64 length, u64 n);
+// Bit mask of the CPUs (only those below 64).
+u64 cpu_mask_of(const std::vector<u32>& cpus);
 
 // ---------------------------------------------------------------- system
 
@@ -189,6 +244,28 @@ std::string format_cpu_list(const std::vector<u32>& cpus);
 // /proc/self/pagemap.  nullopt (with *why set) if the file is not readable,
 // the page is not present, or the kernel hides PFNs (no CAP_SYS_ADMIN).
 std::optional<u64> pagemap_pfn(const void* addr, std::string* why);
+// True if [addr, addr + length) is backed by physically contiguous pages
+// whose first PFN is aligned to length (what a 2 MiB leaf needs).
+bool physically_contiguous(const void* addr, size_t length, std::string* why);
+// Transparent huge pages: "always", "madvise", "never", or "" (no THP).
+std::string thp_mode();
+
+// Whole (small, pseudo-) files: 0 or errno.
+int read_file(const std::string& path, std::string& out);
+int write_file(const std::string& path, std::string_view data);
+// "name value" lines (debugfs, meminfo...) as a map of the first two words.
+std::vector<std::pair<std::string, std::string>> parse_kv(std::string_view text);
+// A field of /proc/meminfo in KiB.
+std::optional<u64> meminfo_kib(std::string_view name);
+
+// Module parameters in /sys/module/htable/parameters.
+int read_param(const char* name, std::string& value);
+int write_param(const char* name, std::string_view value);
+
+// debugfs hats/<gid> directories: the gids of live hats owned by `pid`
+// with fd-local id `fd_id` (normally one).
+std::vector<u32> find_hat_gids(pid_t pid, u32 fd_id);
+std::string hat_debugfs_dir(u32 gid);
 
 // ---------------------------------------------------------------- stats
 
@@ -199,6 +276,8 @@ struct Stat {
 // Reads the debugfs stats file: 0 or errno.
 int read_stats(std::vector<Stat>& out);
 std::optional<u64> stat_u64(const std::vector<Stat>& stats, std::string_view name);
+// One counter, straight from debugfs.
+std::optional<u64> read_stat(std::string_view name);
 
 // ---------------------------------------------------------------- misc
 
@@ -206,12 +285,49 @@ std::optional<u64> stat_u64(const std::vector<Stat>& stats, std::string_view nam
 std::string human_size(u64 bytes);
 std::string prot_string(u32 prot);  // "rwx" style
 std::string feature_string(u32 features);
+const char* job_op_name(u32 op);  // "fill", "verify"... or "op?"
+std::string walk_flags_string(u32 flags);
+// Parses "123", "0x1f", "4k", "2M", "1g" (binary suffixes): false if invalid.
+bool parse_u64(std::string_view s, u64& out);
+
+// ---------------------------------------------------------------- pressure
+
+// The memory-pressure scenario of `htablectl pressure` (pressure.cpp), also
+// run reduced by the selftest: hats holding many page tables (owned 4 KiB
+// pages at 2 MiB strides: one level-0 table each), filled; then memory
+// pressure (a memory hog, then vm.drop_caches = 2); then checks that the
+// shrinker took the tables back and that every byte still verifies.
+struct PressureConfig {
+	u64 tables = 20000;        // level-0 tables wanted
+	u32 hats = 0;              // 0: one per 5000 tables (at most 16)
+	bool scale = true;         // use at most 1/mem_fraction of MemAvailable
+	unsigned mem_fraction = 4;
+	bool hog = true;           // run the memory hog before drop_caches
+	unsigned hog_left_pct = 15;  // the hog stops at this % of MemTotal available
+	unsigned threads = 0;      // job threads; 0: one per online CPU (at most 8)
+};
+
+class PressureReport {
+public:
+	virtual ~PressureReport() = default;
+	virtual void note(const std::string& line) = 0;
+	// One check; skip: not applicable in this configuration.
+	virtual void result(bool ok, const std::string& name, const char* skip = nullptr) = 0;
+};
+
+// How many results run_pressure() reports, whatever happens.
+inline constexpr int kPressureChecks = 8;
+// Returns the number of failed checks.
+int run_pressure(const PressureConfig& cfg, PressureReport& report);
 
 // Subcommands (argv[0] is the subcommand name).
 int cmd_info(std::span<char*> args);
 int cmd_stats(std::span<char*> args);
 int cmd_demo(std::span<char*> args);
 int cmd_selftest(std::span<char*> args);
+int cmd_reap(std::span<char*> args);
+int cmd_shell(std::span<char*> args);
+int cmd_pressure(std::span<char*> args);
 
 // Shared argument handling for subcommands that only take flags.
 // Returns -1 to continue, otherwise the exit status to return.

@@ -4,11 +4,15 @@
 // pattern/checksum, cpu lists, pagemap, debugfs stats, formatting.
 #include "htablectl.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <dirent.h>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <system_error>
 #include <unistd.h>
 
@@ -51,6 +55,47 @@ Buffer::Buffer(size_t length, u8 fill) : len_(length)
 	// MAP_POPULATE already faulted the pages in; writing every byte
 	// guarantees each page is a private, writable page of its own.
 	std::memset(ptr_, fill, length);
+}
+
+Buffer::Buffer(size_t length, u8 fill, size_t align, Huge huge) : len_(length)
+{
+	if (align < kPageSize)
+		align = kPageSize;
+	// Over-allocate, then give back the slack on both sides.
+	const size_t total = length + align;
+	void* p = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		throw std::system_error(errno, std::generic_category(), "mmap of an aligned buffer");
+	const uintptr_t base = reinterpret_cast<uintptr_t>(p);
+	const uintptr_t start = (base + align - 1) & ~uintptr_t(align - 1);
+	if (start > base)
+		::munmap(p, start - base);
+	if (base + total > start + length)
+		::munmap(reinterpret_cast<void*>(start + length), base + total - start - length);
+	ptr_ = reinterpret_cast<u8*>(start);
+	// The advice: madvise() where the kernel has it (it fails with EINVAL
+	// without THP, and with ENOSYS without CONFIG_ADVISE_SYSCALLS), and the
+	// process-wide THP switch (PR_SET_THP_DISABLE, always there) for the
+	// time the pages are faulted in, which decides their size.
+	const int thp_off = ::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+	if (huge != Huge::Default) {
+		(void)::madvise(ptr_, length, huge == Huge::Want ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+		if (thp_off >= 0)
+			(void)::prctl(PR_SET_THP_DISABLE, huge == Huge::Never ? 1 : 0, 0, 0, 0);
+	}
+	if (huge == Huge::Never) {
+		// Even pages first, then odd ones: the page allocator often hands out
+		// consecutive frames, and 4 KiB pages touched in order can end up
+		// physically contiguous and 2 MiB aligned -- as good as a huge page
+		// for the module.  Interleaved, neighbours never are.
+		for (size_t pass = 0; pass < 2; pass++)
+			for (size_t o = pass * kPageSize; o < length; o += 2 * kPageSize)
+				std::memset(ptr_ + o, fill, std::min<size_t>(kPageSize, length - o));
+	} else {
+		std::memset(ptr_, fill, length);
+	}
+	if (huge != Huge::Default && thp_off >= 0)
+		(void)::prctl(PR_SET_THP_DISABLE, thp_off, 0, 0, 0);
 }
 
 Buffer::~Buffer()
@@ -100,6 +145,57 @@ u64 fnv1a64(std::span<const u8> buf)
 	return h;
 }
 
+u64 pattern_fnv1a64(u64 seed, u64 length)
+{
+	u64 h = 0xcbf29ce484222325ull;
+	for (u64 i = 0; i < length; i++) {
+		h ^= htable_pattern_byte(seed, i);
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
+{
+	const u64 length = buf.size();
+	u64 iterations = 0;
+	for (u64 i = 0; i < n; i++) {
+		const u64 a = job_slice(length, n, i), b = job_slice(length, n, i + 1);
+		const u64 words = (b - a) / 8;
+		if (!words)
+			continue;  // an empty slice does nothing
+		const u64 iters = std::max<u64>(1, (b - a) / 64);
+		u64 state = htable_random_rw_seed(seed, a);
+		for (u64 k = 0; k < iters; k++) {
+			const u64 off = a + 8 * (htable_xorshift64(&state) % words);
+			for (u64 j = 0; j < 8; j++)
+				buf[off + j] = htable_pattern_byte(seed, off + j);
+		}
+		iterations += iters;
+	}
+	return iterations;
+}
+
+u64 touch_count(u64 va, u64 length, u64 n)
+{
+	u64 count = 0;
+	for (u64 i = 0; i < n; i++) {
+		const u64 a = va + job_slice(length, n, i), b = va + job_slice(length, n, i + 1);
+		if (b > a)
+			count += (b - 1) / kPageSize - a / kPageSize + 1;
+	}
+	return count;
+}
+
+u64 cpu_mask_of(const std::vector<u32>& cpus)
+{
+	u64 mask = 0;
+	for (u32 c : cpus)
+		if (c < 64)
+			mask |= 1ull << c;
+	return mask;
+}
+
 // ---------------------------------------------------------------- files
 
 // Reads a whole (small, pseudo-) file: 0 or errno.
@@ -125,6 +221,110 @@ static int slurp(const char* path, std::string& out)
 	}
 	::close(fd);
 	return 0;
+}
+
+int read_file(const std::string& path, std::string& out)
+{
+	return slurp(path.c_str(), out);
+}
+
+int write_file(const std::string& path, std::string_view data)
+{
+	int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	ssize_t n = ::write(fd, data.data(), data.size());
+	int err = n < 0 ? errno : size_t(n) != data.size() ? EIO : 0;
+	if (::close(fd) != 0 && !err)
+		err = errno;
+	return err;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_kv(std::string_view text)
+{
+	std::vector<std::pair<std::string, std::string>> out;
+	size_t pos = 0;
+	while (pos < text.size()) {
+		size_t eol = text.find('\n', pos);
+		if (eol == std::string_view::npos)
+			eol = text.size();
+		std::string_view line = text.substr(pos, eol - pos);
+		pos = eol + 1;
+		size_t a = line.find_first_not_of(" \t");
+		if (a == std::string_view::npos)
+			continue;
+		size_t b = line.find_first_of(" \t:", a);
+		std::string key(line.substr(a, b == std::string_view::npos ? std::string_view::npos : b - a));
+		std::string value;
+		if (b != std::string_view::npos) {
+			size_t c = line.find_first_not_of(" \t:", b);
+			if (c != std::string_view::npos) {
+				size_t d = line.find_first_of(" \t", c);
+				value = std::string(line.substr(c, d == std::string_view::npos ? std::string_view::npos : d - c));
+			}
+		}
+		out.emplace_back(std::move(key), std::move(value));
+	}
+	return out;
+}
+
+std::optional<u64> meminfo_kib(std::string_view name)
+{
+	std::string text;
+	if (slurp("/proc/meminfo", text) != 0)
+		return std::nullopt;
+	for (const auto& [k, v] : parse_kv(text)) {
+		u64 x;
+		if (k == name && parse_u64(v, x))
+			return x;
+	}
+	return std::nullopt;
+}
+
+int read_param(const char* name, std::string& value)
+{
+	int err = slurp((std::string(kParamDir) + "/" + name).c_str(), value);
+	while (!err && !value.empty() && (value.back() == '\n' || value.back() == ' '))
+		value.pop_back();
+	return err;
+}
+
+int write_param(const char* name, std::string_view value)
+{
+	return write_file(std::string(kParamDir) + "/" + name, value);
+}
+
+std::string hat_debugfs_dir(u32 gid)
+{
+	return std::string(kDebugfsDir) + "/hats/" + std::to_string(gid);
+}
+
+std::vector<u32> find_hat_gids(pid_t pid, u32 fd_id)
+{
+	std::vector<u32> gids;
+	DIR* d = ::opendir((std::string(kDebugfsDir) + "/hats").c_str());
+	if (!d)
+		return gids;
+	while (struct dirent* e = ::readdir(d)) {
+		u64 gid;
+		if (e->d_name[0] == '.' || !parse_u64(e->d_name, gid))
+			continue;
+		std::string text;
+		if (slurp((hat_debugfs_dir(u32(gid)) + "/info").c_str(), text) != 0)
+			continue;  // destroyed meanwhile
+		bool pid_ok = false, id_ok = false;
+		for (const auto& [k, v] : parse_kv(text)) {
+			if (k == "owner_pid")
+				pid_ok = v == std::to_string(pid);
+			else if (k == "fd_id")
+				id_ok = v == std::to_string(fd_id);
+		}
+		if (pid_ok && id_ok)
+			gids.push_back(u32(gid));
+	}
+	::closedir(d);
+	std::sort(gids.begin(), gids.end());
+	return gids;
 }
 
 // ---------------------------------------------------------------- cpus
@@ -231,6 +431,57 @@ std::optional<u64> pagemap_pfn(const void* addr, std::string* why)
 	return pfn;
 }
 
+bool physically_contiguous(const void* addr, size_t length, std::string* why)
+{
+	const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+	const size_t n = length / kPageSize;
+	std::vector<u64> entries(n);
+	int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (why)
+			*why = std::string("/proc/self/pagemap: ") + std::strerror(errno);
+		return false;
+	}
+	ssize_t got = ::pread(fd, entries.data(), n * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
+	::close(fd);
+	if (got != ssize_t(n * sizeof(u64))) {
+		if (why)
+			*why = "short read of /proc/self/pagemap";
+		return false;
+	}
+	const u64 pfn_mask = (1ull << 55) - 1;
+	const u64 first = entries[0] & pfn_mask;
+	if (!(entries[0] >> 63) || first == 0) {
+		if (why)
+			*why = "first page not present or PFN hidden";
+		return false;
+	}
+	if (first & (n - 1)) {
+		if (why)
+			*why = "first PFN " + std::to_string(first) + " not aligned";
+		return false;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if (!(entries[i] >> 63) || (entries[i] & pfn_mask) != first + i) {
+			if (why)
+				*why = "page " + std::to_string(i) + " is not PFN first + " + std::to_string(i);
+			return false;
+		}
+	}
+	return true;
+}
+
+std::string thp_mode()
+{
+	std::string s;
+	if (slurp("/sys/kernel/mm/transparent_hugepage/enabled", s) != 0)
+		return "";
+	size_t a = s.find('['), b = s.find(']');
+	if (a == std::string::npos || b == std::string::npos || b < a)
+		return "";
+	return s.substr(a + 1, b - a - 1);
+}
+
 // ---------------------------------------------------------------- stats
 
 int read_stats(std::vector<Stat>& out)
@@ -284,7 +535,71 @@ std::optional<u64> stat_u64(const std::vector<Stat>& stats, std::string_view nam
 	return std::nullopt;
 }
 
+std::optional<u64> read_stat(std::string_view name)
+{
+	std::vector<Stat> st;
+	if (read_stats(st) != 0)
+		return std::nullopt;
+	return stat_u64(st, name);
+}
+
 // ---------------------------------------------------------------- misc
+
+const char* job_op_name(u32 op)
+{
+	switch (op) {
+	case HTABLE_JOB_FILL: return "fill";
+	case HTABLE_JOB_VERIFY: return "verify";
+	case HTABLE_JOB_CHECKSUM: return "checksum";
+	case HTABLE_JOB_TOUCH: return "touch";
+	case HTABLE_JOB_RANDOM_RW: return "random";
+	case HTABLE_JOB_COPY: return "copy";
+	}
+	return "op?";
+}
+
+std::string walk_flags_string(u32 flags)
+{
+	std::string s;
+	if (flags & HTABLE_WALK_LOCKED)
+		s += "locked";
+	if (flags & HTABLE_WALK_SHARED)
+		s += s.empty() ? "shared" : ",shared";
+	if (flags & ~(HTABLE_WALK_LOCKED | HTABLE_WALK_SHARED)) {
+		char extra[32];
+		std::snprintf(extra, sizeof(extra), "%s0x%x", s.empty() ? "" : ",",
+			      flags & ~(HTABLE_WALK_LOCKED | HTABLE_WALK_SHARED));
+		s += extra;
+	}
+	return s.empty() ? "-" : s;
+}
+
+bool parse_u64(std::string_view s, u64& out)
+{
+	if (s.empty())
+		return false;
+	std::string str(s);
+	u64 mult = 1;
+	switch (str.back()) {
+	case 'k': case 'K': mult = 1ull << 10; break;
+	case 'm': case 'M': mult = 1ull << 20; break;
+	case 'g': case 'G': mult = 1ull << 30; break;
+	case 't': case 'T': mult = 1ull << 40; break;
+	}
+	if (mult != 1)
+		str.pop_back();
+	if (str.empty() || str[0] == '-' || str[0] == '+')
+		return false;
+	errno = 0;
+	char* end = nullptr;
+	unsigned long long v = std::strtoull(str.c_str(), &end, 0);
+	if (errno || !end || *end)
+		return false;
+	if (v && mult > ~0ull / v)
+		return false;
+	out = v * mult;
+	return true;
+}
 
 std::string human_size(u64 bytes)
 {
