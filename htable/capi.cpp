@@ -259,6 +259,7 @@ unsigned int htable_stats_snapshot(struct htable_stat *out, unsigned int max) {
       {"reloads", g_stats.reloads.Load()},
       {"holes", g_stats.holes.Load()},
       {"demotions", g_stats.demotions.Load()},
+      {"refills", g_stats.refills.Load()},
       {"shares", g_stats.shares.Load()},
       {"unshares", g_stats.unshares.Load()},
       {"shootdowns", g_stats.shootdowns.Load()},

@@ -357,6 +357,9 @@ Status Hat::install_leaf(const Extent &e, hx_u64 va, unsigned *missing) {
   pte_t found = x86pte_cas(ht, entry, 0, leaf);
   if (found != 0) {
     constexpr pte_t kHw = x86::PT_REF | x86::PT_MOD;
+    // A table we keep only because another hat links it (emptied, shared
+    // out) occupies the slot: the range is not free for a large leaf.
+    if (e.level && !x86::pte_is_leaf(found, e.level)) return Status::Err(HX_EEXIST);
     if (HX_WARN_ONCE((found & ~kHw) != (leaf & ~kHw), "resident leaf disagrees with record"))
       return Status::Err(HX_EINVAL);
     return Status::Ok();
@@ -632,6 +635,7 @@ void Hat::Free() {
 // Purge and free the hats whose last reference went (Put()).  Called where
 // no lock is held: at the end of every C API call.
 void htable_reap_dead() {
+  if (!g_share_lock) return;  // core init failed before it existed
   for (;;) {
     ShareLink *l;
     Hat *hat = nullptr;
@@ -893,7 +897,10 @@ Status Hat::Lock(hx_u64 va, hx_u64 len, bool lock) {
   const hx_u64 probes[] = {va, end - 1};
   for (hx_u64 p : probes) {
     const Extent *e = record_.Find(p);
-    if (!e || e->share_table) continue;
+    if (!e) continue;
+    // A shared range is never split: it must be inside the range whole.
+    if (e->share_table && (e->va < va || e->end() > end)) return Status::Err(HX_EINVAL);
+    if (e->share_table) continue;
     hx_u64 base = p & ~(e->leaf_size() - 1);
     if (base < va || base + e->leaf_size() > end) return Status::Err(HX_EINVAL);
   }
@@ -1026,6 +1033,14 @@ Status Hat::ShareFrom(Hat *src, hx_u64 va, unsigned level) {
       if (!(st == Status::Err(HX_EAGAIN))) break;
       st = i < 8 ? htable_refill(top_level() - level - 1, false) : Status::Err(HX_ENOMEM);
       if (!st.ok()) break;
+    }
+    if (st.ok()) {
+      // The slot may hold a table we keep only because another hat links
+      // it; and a link below a table that is itself shared out would reach
+      // hats whose CPUs our shootdowns do not cover.
+      if (x86pte_get(p, x86::va2entry(va, level + 1)) != 0) st = Status::Err(HX_EEXIST);
+      for (const htable *q = p; q && st.ok(); q = q->ht_parent)
+        if (q->ht_share_cnt) st = Status::Err(HX_EINVAL);
     }
     if (st.ok()) st = record_.Insert(e, nullptr);
     if (st.ok()) {

@@ -58,9 +58,11 @@ int htable_hat_create(unsigned int levels, struct htable_hat **out);
 int htable_hat_create_flags(unsigned int levels, hx_u32 flags, struct htable_hat **out);
 
 /**
- * htable_hat_destroy() - drop the creator's reference.  The hat's tables
- * and record are freed once no other hat shares its tables.  No CPU may be
- * running on it (a WARN if one is).  May sleep.
+ * htable_hat_destroy() - drop the creator's reference.  Hats that link
+ * tables of this one lose those ranges first (they become holes: the memory
+ * behind them is the creator's, about to be released); then the hat's
+ * tables and record are freed.  No CPU may be running on it (a WARN if one
+ * is).  May sleep.
  */
 void htable_hat_destroy(struct htable_hat *hat);
 
