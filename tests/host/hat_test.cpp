@@ -3,6 +3,9 @@
 // htable_hat: hats as a whole — creation and destruction, the top table and
 // the kernel half, TLB shootdowns, the per-hat hash under many tables, the
 // statistics, and concurrent callers.
+//
+// Expectations that changed with the record and the table cache say why in
+// a comment starting "Record/cache:".
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -56,33 +59,64 @@ TEST_P(HatTest, TopTableIsFirstPageOfAlignedPair) {
 }
 
 // Fail the k-th allocation of create for k = 0, 1, ...: -ENOMEM, no leak,
-// hats_live unchanged, until create no longer allocates that much.
+// hats_live unchanged, until create no longer allocates that much.  Both a
+// normal hat and a copied-top one (whose top level is kernel memory).
+// Record/cache: create allocates a scratch CPU mask for TLB flushes too.
 TEST_P(HatTest, CreateFailsCleanlyAtEveryAllocation) {
-  u64 hats = Stat("hats_live");
-  unsigned k = 0;
-  for (;; k++) {
-    SCOPED_TRACE("failing allocation " + std::to_string(k));
-    u64 pages = hxhost::pages_live(), kmem = hxhost::kmem_live();
-    htable_hat *hat = nullptr;
-    hxhost::fail_nth(hxhost::kAnyAlloc, k);
-    int rc = htable_hat_create(levels(), &hat);
-    bool fired = !hxhost::failure_pending();
-    hxhost::clear_failures();
-    if (!fired) {
-      ASSERT_EQ(rc, 0);
-      EXPECT_EQ(Stat("hats_live"), hats + 1);
-      htable_hat_destroy(hat);
-      break;
+  for (hx_u32 flags : {0u, HTABLE_HAT_COPIED_TOP}) {
+    SCOPED_TRACE(flags ? "copied top" : "normal top");
+    u64 hats = Stat("hats_live");
+    unsigned k = 0;
+    for (;; k++) {
+      SCOPED_TRACE("failing allocation " + std::to_string(k));
+      u64 pages = hxhost::pages_live(), kmem = hxhost::kmem_live(), tables = Stat("tables_live");
+      htable_hat *hat = nullptr;
+      hxhost::fail_nth(hxhost::kAnyAlloc, k);
+      int rc = htable_hat_create_flags(levels(), flags, &hat);
+      bool fired = !hxhost::failure_pending();
+      hxhost::clear_failures();
+      if (!fired) {
+        ASSERT_EQ(rc, 0);
+        EXPECT_EQ(Stat("hats_live"), hats + 1);
+        EXPECT_EQ(htable_hat_copied_top(hat), flags ? 1 : 0);
+        EXPECT_EQ(htable_hat_check(hat), 0);
+        htable_hat_destroy(hat);
+        break;
+      }
+      EXPECT_EQ(rc, -HX_ENOMEM);
+      EXPECT_EQ(hat, nullptr);
+      EXPECT_EQ(hxhost::pages_live(), pages);
+      EXPECT_EQ(hxhost::kmem_live(), kmem);
+      EXPECT_EQ(Stat("hats_live"), hats);
+      EXPECT_EQ(Stat("tables_live"), tables);
+      ASSERT_LT(k, 50u);
     }
-    EXPECT_EQ(rc, -HX_ENOMEM);
-    EXPECT_EQ(hat, nullptr);
-    EXPECT_EQ(hxhost::pages_live(), pages);
-    EXPECT_EQ(hxhost::kmem_live(), kmem);
-    EXPECT_EQ(Stat("hats_live"), hats);
-    ASSERT_LT(k, 50u);
+    // The hat, its lock, its hash, its CPU set, the flush mask, the top's
+    // htable and its page (or, copied, its entries).
+    EXPECT_EQ(k, 7u);
+    // The same through the core's own hook, which sees every allocation
+    // but the lock's (a kmalloc inside mutex_init's wrapper).
+    for (k = 0;; k++) {
+      SCOPED_TRACE("core hook: failing from allocation " + std::to_string(k));
+      u64 pages = hxhost::pages_live(), kmem = hxhost::kmem_live();
+      htable_hat *hat = nullptr;
+      htable_test_fail_allocs(k, ~0ull);
+      int rc = htable_hat_create_flags(levels(), flags, &hat);
+      htable_test_fail_allocs(0, 0);
+      if (rc == 0) {
+        htable_hat_destroy(hat);
+        break;
+      }
+      EXPECT_EQ(rc, -HX_ENOMEM);
+      EXPECT_EQ(hxhost::pages_live(), pages);
+      EXPECT_EQ(hxhost::kmem_live(), kmem);
+      ASSERT_LT(k, 50u);
+    }
+    EXPECT_EQ(k, 6u);
   }
-  // The hat, its lock, its hash, its CPU set, the top's htable and its page.
-  EXPECT_EQ(k, 6u);
+  htable_hat *hat = nullptr;
+  EXPECT_EQ(htable_hat_create_flags(levels(), 2, &hat), -HX_EINVAL) << "unknown flag";
+  EXPECT_EQ(hat, nullptr);
 }
 
 // before: mappings of every size all over the user half
@@ -104,11 +138,19 @@ TEST_P(HatTest, DestroyWithMappingsFreesEverything) {
   EXPECT_EQ(w.tables.size(), htable_hat_nr_tables(hat));
   EXPECT_EQ(Stat("tables_live") - tables, htable_hat_nr_tables(hat) - 1);
 
+  EXPECT_EQ(htable_hat_check(hat), 0);
+  EXPECT_EQ(htable_hat_nr_extents(hat), 122u);
+  ExpectPagesAccounted();
+
+  // Record/cache: what is left after destroy is the core's own: the
+  // reserve (refilled from the freed tables) and its locks.
   DestroyHat(hat);
-  EXPECT_EQ(hxhost::pages_live(), pages0_);
-  EXPECT_EQ(hxhost::kmem_live(), kmem0_);
+  EXPECT_EQ(hxhost::pages_live(), pages0_ + htable_reserve_count());
+  EXPECT_EQ(htable_reserve_count(), htable_reserve_target());
+  EXPECT_EQ(hxhost::kmem_live(), kmem_core_);
   EXPECT_EQ(Stat("tables_live"), tables0_);
   EXPECT_EQ(Stat("hats_live"), hats0_);
+  EXPECT_EQ(Stat("stealable"), 0u);
 }
 
 // ---- the kernel half ---------------------------------------------------------------------
@@ -232,31 +274,70 @@ TEST_P(HatTest, UnmapShootsDownExactlyTheCpusOnTheHat) {
 }
 
 // A CPU's paging-structure cache may point into a table until the flush, so
-// the pages of the tables an unmap empties are freed only after it.
+// the tables an unmap empties are reused only after it.
+// Record/cache: a freed table goes to the hat's cache first, then to the
+// reserve, then back to the page allocator; none of that may happen before
+// the flush.  At the flush (seen from a hook in the shim) the hat's cache
+// and the reserve have not grown and no page was freed.  In the second
+// round the cache and the reserve are full beforehand, so the pages are
+// really freed: after the one flush.
 TEST_P(HatTest, UnmapFreesTablesOnlyAfterTheFlush) {
-  htable_hat *hat = NewHat(levels());
-  htable_hat_cpu_enter(hat, 2);
-  // before: top -> ... -> PT with one 4K leaf, and a PD with one 2M leaf
-  ASSERT_EQ(htable_hat_map(hat, Base(), 0, k4K, R), 0);
-  ASSERT_EQ(htable_hat_map(hat, Base() + 5 * k1G, 0, k2M, R), 0);
-  hxhost::record_events(true);
-  // after: top only; every other table freed after the one flush
-  ASSERT_EQ(htable_hat_unmap(hat, Base(), 6 * k1G), 0);
-  std::vector<hxhost::Event> ev = hxhost::events();
-  hxhost::record_events(false);
-  size_t flush_at = ev.size(), frees = 0;
-  for (size_t i = 0; i < ev.size(); i++) {
-    if (ev[i].kind == hxhost::Event::kFlush) {
-      EXPECT_EQ(flush_at, ev.size()) << "more than one flush";
-      flush_at = i;
-    } else if (ev[i].kind == hxhost::Event::kFreePage) {
-      EXPECT_LT(flush_at, i) << "table page " << std::hex << ev[i].addr << " freed before the flush";
-      frees++;
+  for (bool full : {false, true}) {
+    SCOPED_TRACE(full ? "cache and reserve full" : "cache empty");
+    htable_hat *hat = NewHat(levels());
+    htable_hat_cpu_enter(hat, 2);
+    // before: top -> ... -> PT with one 4K leaf, and a PD with one 2M leaf
+    ASSERT_EQ(htable_hat_map(hat, Base(), 0, k4K, R), 0);
+    ASSERT_EQ(htable_hat_map(hat, Base() + 5 * k1G, 0, k2M, R), 0);
+    if (full) {
+      // Twelve PTs mapped and unmapped elsewhere fill the cache.
+      for (unsigned i = 0; i < 12; i++) ASSERT_EQ(htable_hat_map(hat, Base() + 20 * k1G + i * k2M, 0, k4K, R), 0);
+      ASSERT_EQ(htable_hat_unmap(hat, Base() + 20 * k1G, k1G), 0);
+      ASSERT_EQ(htable_hat_nr_cached(hat), 8u);
+      ASSERT_EQ(htable_reserve_count(), htable_reserve_target());
     }
+    u64 cached = htable_hat_nr_cached(hat), reserve = htable_reserve_count();
+    u64 tables = htable_hat_nr_tables(hat);
+    hxhost::clear_flushes();
+    hxhost::record_events(true);
+    unsigned hooked = 0;
+    hxhost::set_flush_hook([&](const hxhost::FlushCall &) {
+      hooked++;
+      EXPECT_EQ(htable_hat_nr_cached(hat), cached) << "a table was cached before the flush";
+      EXPECT_EQ(htable_reserve_count(), reserve) << "a table went to the reserve before the flush";
+      for (const hxhost::Event &e : hxhost::events())
+        EXPECT_NE(e.kind, hxhost::Event::kFreePage) << "a page was freed before the flush";
+    });
+    // after: top only; every other table freed after the one flush
+    ASSERT_EQ(htable_hat_unmap(hat, Base(), 6 * k1G), 0);
+    hxhost::set_flush_hook(nullptr);
+    std::vector<hxhost::Event> ev = hxhost::events();
+    hxhost::record_events(false);
+    EXPECT_EQ(hooked, 1u);
+    size_t flush_at = ev.size(), frees = 0;
+    for (size_t i = 0; i < ev.size(); i++) {
+      if (ev[i].kind == hxhost::Event::kFlush) {
+        EXPECT_EQ(flush_at, ev.size()) << "more than one flush";
+        flush_at = i;
+      } else if (ev[i].kind == hxhost::Event::kFreePage) {
+        EXPECT_LT(flush_at, i) << "table page " << std::hex << ev[i].addr << " freed before the flush";
+        frees++;
+      }
+    }
+    u64 freed = levels() - 1u + 1u;  // PDPT (+PML4), PD and PT, plus the second PD
+    EXPECT_EQ(tables - htable_hat_nr_tables(hat), freed);
+    EXPECT_EQ(htable_hat_nr_tables(hat), 1u);
+    if (full) {
+      EXPECT_EQ(frees, freed);
+      EXPECT_EQ(htable_hat_nr_cached(hat), 8u);
+    } else {
+      EXPECT_EQ(frees, 0u);
+      EXPECT_EQ(htable_hat_nr_cached(hat), cached + freed);
+    }
+    EXPECT_EQ(htable_hat_check(hat), 0);
+    ExpectPagesAccounted();
+    DestroyHat(hat);
   }
-  EXPECT_EQ(frees, levels() - 1u + 1u);  // PDPT (+PML4), PD and PT, plus the second PD
-  EXPECT_EQ(htable_hat_nr_tables(hat), 1u);
-  htable_hat_cpu_leave(hat, 2);
 }
 
 // The walk of a range resumes at the start of each following table, not at
@@ -295,6 +376,7 @@ TEST_P(HatTest, HashGrowsWithManyTables) {
   for (unsigned i = 0; i < kPages; i++)
     ASSERT_EQ(htable_hat_map(hat, Base() + i * k2M, u64{i} << 12, k4K, R | W), 0) << i;
   EXPECT_GE(hxhost::allocs_attempted(hxhost::kKvzalloc) - kv, 6u) << "the hash did not grow";
+  EXPECT_EQ(htable_hat_check(hat), 0);
   // top + one table per level above the PD + 10 PDs + 5000 PTs
   u64 expect = 1 + (levels() - 3) + (kPages + 511) / 512 + kPages;
   EXPECT_EQ(htable_hat_nr_tables(hat), expect);
@@ -316,7 +398,10 @@ TEST_P(HatTest, HashGrowsWithManyTables) {
   }
   ASSERT_EQ(htable_hat_unmap(hat, Base(), kPages * k2M), 0);
   EXPECT_EQ(htable_hat_nr_tables(hat), 1u);
-  EXPECT_EQ(hxhost::pages_live(), pages0_ + 1);
+  // Record/cache: the top, plus what the hat's cache and the reserve kept.
+  EXPECT_EQ(htable_hat_nr_cached(hat), 8u);
+  EXPECT_EQ(hxhost::pages_live(), pages0_ + 1 + 8 + htable_reserve_count());
+  EXPECT_EQ(htable_hat_check(hat), 0);
 }
 
 // Growing the hash is an optimisation: when its allocation fails the hat
@@ -387,8 +472,15 @@ TEST_F(HtableTest, StatsSnapshotNamesAndLimits) {
     ASSERT_NE(all[i].name, nullptr);
     EXPECT_TRUE(names.insert(all[i].name).second) << "duplicate " << all[i].name;
   }
-  for (const char *must : {"hats_live", "tables_live", "ptable_allocs", "ptable_frees", "maps",
-                           "unmaps", "shootdowns", "jobs", "max_window_ns", "pinned_pages"})
+  // Record/cache: ptable_alloc_fails is alloc_fails now, and the reserve,
+  // the cache, stealing, reloads, sharing and the hash have counters.
+  for (const char *must :
+       {"hats_live", "tables_live", "ptable_allocs", "ptable_frees", "alloc_fails", "cache_hits",
+        "reserve", "reserve_target", "reserve_hits", "reserve_misses", "stealable", "steals",
+        "steal_passes", "steal_scanned", "steal_second_chance", "reaps", "lookups", "lookup_probes",
+        "maps", "unmaps", "protects", "reloads", "holes", "demotions", "shares",
+        "unshares", "shootdowns", "shootdown_pages", "invariant_failures", "jobs", "job_faults",
+        "windows", "max_window_ns", "pinned_pages"})
     EXPECT_TRUE(names.count(must)) << must;
 
   std::vector<htable_stat> two(3, htable_stat{"sentinel", 42});
@@ -396,9 +488,32 @@ TEST_F(HtableTest, StatsSnapshotNamesAndLimits) {
   EXPECT_STREQ(two[2].name, "sentinel");
 }
 
+// CORE BUG: Stats::refills (htable.h, counted by Hat::htable_refill() every
+// time an operation drops the hat lock to allocate tables) is missing from
+// htable_stats_snapshot() (capi.cpp), so neither debugfs nor a test can
+// read it.  Fix: add {"refills", g_stats.refills.Load()} to the table in
+// htable_stats_snapshot().  Disabled until then.
+TEST_F(HtableTest, StatsSnapshotHasRefills) {
+  htable_stat all[64];
+  unsigned n = htable_stats_snapshot(all, 64);
+  bool found = false;
+  for (unsigned i = 0; i < n && i < 64; i++) found |= std::strcmp(all[i].name, "refills") == 0;
+  EXPECT_TRUE(found);
+  htable_hat *hat = NewHat(4);
+  u64 refills = found ? Stat("refills") : 0;
+  ASSERT_EQ(htable_hat_map(hat, 0x1000, 0, k4K, R), 0);
+  if (found) {
+    EXPECT_EQ(Stat("refills"), refills + 1);
+  }
+}
+
+// Record/cache: tables an unmap frees go to the hat's cache (no page is
+// freed then); destroy empties the cache into the reserve, which is full
+// here, so the pages go back to the page allocator as before.
 TEST_F(HtableTest, StatsCountHatsTablesAndOperations) {
   u64 hats = Stat("hats_live"), tables = Stat("tables_live"), maps = Stat("maps"),
-      unmaps = Stat("unmaps"), allocs = Stat("ptable_allocs"), frees = Stat("ptable_frees");
+      unmaps = Stat("unmaps"), allocs = Stat("ptable_allocs"), frees = Stat("ptable_frees"),
+      hits = Stat("cache_hits");
   htable_hat *a = NewHat(4);
   htable_hat *b = NewHat(5);
   EXPECT_EQ(Stat("hats_live"), hats + 2);
@@ -409,10 +524,19 @@ TEST_F(HtableTest, StatsCountHatsTablesAndOperations) {
   EXPECT_EQ(Stat("tables_live"), tables + 8);
   EXPECT_EQ(Stat("maps"), maps + 2);
   EXPECT_EQ(Stat("ptable_allocs"), allocs + 8);
+  // Each map refilled its cache (lock dropped) and took 3 tables from it.
+  EXPECT_EQ(Stat("cache_hits"), hits + 6);
   ASSERT_EQ(htable_hat_unmap(a, 0, k1G), 0);
   EXPECT_EQ(Stat("unmaps"), unmaps + 1);
   EXPECT_EQ(Stat("tables_live"), tables + 5);
-  EXPECT_EQ(Stat("ptable_frees"), frees + 3);
+  EXPECT_EQ(Stat("ptable_frees"), frees);
+  EXPECT_EQ(htable_hat_nr_cached(a), 3u);
+  // The same map again takes the cached tables: no allocation.
+  ASSERT_EQ(htable_hat_map(a, 0x1000, 0, k4K, R), 0);
+  EXPECT_EQ(Stat("ptable_allocs"), allocs + 8);
+  EXPECT_EQ(Stat("cache_hits"), hits + 9);
+  EXPECT_EQ(htable_hat_nr_cached(a), 0u);
+  ASSERT_EQ(htable_hat_unmap(a, 0, k1G), 0);
   DestroyHat(a);
   DestroyHat(b);
   EXPECT_EQ(Stat("hats_live"), hats);

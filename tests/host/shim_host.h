@@ -8,7 +8,10 @@
 // test can walk the raw tables from htable_hat_top_pa() directly.
 //
 // Every allocation is tracked (leak counters, wrong-free detection) and can be
-// made to fail on demand.  Misuse of the shim (freeing an unknown pointer,
+// made to fail on demand.  (Built with -DHXHOST_FAST, for the flatness
+// benchmark's million tables, only the live counters and failure injection
+// remain: no per-allocation record, no misuse checks on free, and
+// is_live_page() is always true.)  Misuse of the shim (freeing an unknown pointer,
 // a wrong order, unlocking a lock not held, asserting a lock not held,
 // calling something that may sleep under a spinlock...) is counted as a shim
 // error; hx_warn() calls are counted as warnings.  The test fixtures expect
@@ -17,6 +20,7 @@
 #define HTABLE_TESTS_HOST_SHIM_HOST_H
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -82,6 +86,10 @@ struct FlushCall {
 };
 const std::vector<FlushCall> &flushes();
 void clear_flushes();
+// Called for every hx_flush_tlb_range(), before it returns, outside the
+// shim's lock (the core's locks are held: only read lock-free state there).
+// An empty function removes it; reset() does too.
+void set_flush_hook(std::function<void(const FlushCall &)> hook);
 
 // An ordered log of page allocations, page frees and flushes, kept only while
 // enabled: to check that a table page is freed only after the flush that

@@ -27,7 +27,10 @@ class ShimTest : public HtableTest {
   }
 };
 
+// Record/cache: the fixture's baseline pages0_ is taken before the core
+// makes its reserve, so the count is relative to a local baseline.
 TEST_F(ShimTest, PagesAreZeroedAlignedAndCounted) {
+  u64 pages0 = hxhost::pages_live();
   void *p = hx_alloc_pages(2, 0);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(reinterpret_cast<u64>(p) % (4 * k4K), 0u);
@@ -38,9 +41,9 @@ TEST_F(ShimTest, PagesAreZeroedAlignedAndCounted) {
   EXPECT_TRUE(hxhost::is_live_page(static_cast<char *>(p) + 3 * k4K, &order));
   EXPECT_EQ(order, 2u);
   EXPECT_FALSE(hxhost::is_live_page(static_cast<char *>(p) + 4 * k4K));
-  EXPECT_EQ(hxhost::pages_live(), pages0_ + 1);
+  EXPECT_EQ(hxhost::pages_live(), pages0 + 1);
   hx_free_pages(p, 2);
-  EXPECT_EQ(hxhost::pages_live(), pages0_);
+  EXPECT_EQ(hxhost::pages_live(), pages0);
 }
 
 // fail_nth(kinds, n) lets n matching allocations through, fails the next one
@@ -149,6 +152,22 @@ TEST_F(ShimTest, FlushesAreRecorded) {
   EXPECT_FALSE(f.covers(0x402000, 2 * k4K));
   hxhost::clear_flushes();
   EXPECT_TRUE(hxhost::flushes().empty());
+}
+
+// The flush hook sees each flush, after it was recorded; reset() removes it.
+TEST_F(ShimTest, FlushHookSeesEachFlush) {
+  unsigned long cpus = 0b10;
+  std::vector<std::uint64_t> seen;
+  hxhost::set_flush_hook([&](const hxhost::FlushCall &c) {
+    seen.push_back(c.va);
+    EXPECT_EQ(hxhost::flushes().back().va, c.va);
+  });
+  hx_flush_tlb_range(&cpus, 0x2000, 0x400000, k4K);
+  hx_flush_tlb_range(&cpus, 0x2000, 0x800000, k4K);
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{0x400000, 0x800000}));
+  hxhost::reset();
+  hx_flush_tlb_range(&cpus, 0x2000, 0xc00000, k4K);
+  EXPECT_EQ(seen.size(), 2u);
 }
 
 TEST_F(ShimTest, CpuFactsAreConfigurable) {

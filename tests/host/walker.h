@@ -10,6 +10,13 @@
 //
 // Besides collecting leaves, a walk checks what every hierarchy the core
 // builds must satisfy and reports violations as strings in Walk::errors.
+//
+// Attribute bits (HTABLE_A_GLOBAL, HTABLE_A_CACHE) put G and PAT/PCD/PWT into
+// leaves: bit 7 of a 4 KiB leaf is its PAT bit and bit 12 of a large leaf is
+// its PAT bit, so neither is an error.  A G bit is reported unless the
+// caller says global leaves are expected (Options::allow_global).  A table
+// that another hat links (a shared table) may be empty while linked:
+// Options::may_be_empty lists the (level, va) of such tables.
 #ifndef HTABLE_TESTS_HOST_WALKER_H
 #define HTABLE_TESTS_HOST_WALKER_H
 
@@ -31,7 +38,12 @@ using u64 = std::uint64_t;
 inline constexpr u64 kP = 1ull << 0;     // present
 inline constexpr u64 kRW = 1ull << 1;    // writable
 inline constexpr u64 kUS = 1ull << 2;    // user
+inline constexpr u64 kPWT = 1ull << 3;   // write-through (PAT index bit 0)
+inline constexpr u64 kPCD = 1ull << 4;   // cache disable (PAT index bit 1)
+inline constexpr u64 kA = 1ull << 5;     // accessed
+inline constexpr u64 kD = 1ull << 6;     // dirty
 inline constexpr u64 kPS = 1ull << 7;    // page size (leaf) in a PDPTE/PDE; PAT in a PTE
+inline constexpr u64 kPat4K = 1ull << 7; // PAT index bit 2 of a 4 KiB leaf
 inline constexpr u64 kG = 1ull << 8;     // global
 inline constexpr u64 kPatLarge = 1ull << 12;
 inline constexpr u64 kNX = 1ull << 63;   // execute disable
@@ -82,6 +94,11 @@ struct Table {
   }
 };
 
+struct Options {
+  bool allow_global = false;                       // G set in leaves is expected
+  std::set<std::pair<unsigned, u64>> may_be_empty;  // (level, va) of shared tables
+};
+
 struct Walk {
   std::vector<Leaf> leaves;    // VA order
   std::vector<Table> tables;   // depth first, top first
@@ -104,7 +121,7 @@ inline std::string fmt(const char *f, u64 a, u64 b = 0, u64 c = 0) {
 }
 
 inline void walk_table(Walk &w, std::set<u64> &seen, u64 pa, unsigned level, u64 base,
-                       bool is_top, u64 lo, u64 hi) {
+                       bool is_top, u64 lo, u64 hi, const Options &opt) {
   unsigned order = 0;
   if (!hxhost::is_live_page(table_at(pa), &order))
     w.errors.push_back(fmt("table %#llx (level %llu) is not a live page", pa, level));
@@ -134,21 +151,25 @@ inline void walk_table(Walk &w, std::set<u64> &seen, u64 pa, unsigned level, u64
         continue;
       }
       u64 addr = e & kAddr & ~(span - 1);
-      if (level == 0 && (e & kPS)) w.errors.push_back(fmt("4K leaf %#llx has PAT set (va %#llx)", e, va));
-      if (level > 0 && (e & kAddr & (span - 1)))
-        w.errors.push_back(fmt("large leaf %#llx: low address/PAT bits set (va %#llx)", e, va));
-      if (e & kG) w.errors.push_back(fmt("leaf %#llx is global (va %#llx)", e, va));
+      // Bit 12 of a large leaf is its PAT bit; address bits below the
+      // leaf size other than that must be clear.
+      if (level > 0 && (e & kAddr & (span - 1) & ~kPatLarge))
+        w.errors.push_back(fmt("large leaf %#llx: low address bits set (va %#llx)", e, va));
+      if ((e & kG) && !opt.allow_global) w.errors.push_back(fmt("leaf %#llx is global (va %#llx)", e, va));
       if (!(e & kUS)) w.errors.push_back(fmt("leaf %#llx lacks US (va %#llx)", e, va));
       if (in_range) w.leaves.push_back(Leaf{va, addr, span, level, e});
     } else {
-      // A table pointer: permissions wide open, narrowed at the leaf.
+      // A table pointer: permissions wide open, narrowed at the leaf, and
+      // nothing else the core sets (the accessed bit is the hardware's).
       if ((e & (kRW | kUS)) != (kRW | kUS) || (e & kNX))
         w.errors.push_back(fmt("table entry %#llx for va %#llx is not RW|US without NX", e, va));
-      if (in_range) walk_table(w, seen, e & kAddr, level - 1, va, false, lo, hi);
+      if (e & (kPWT | kPCD | kD | kG))
+        w.errors.push_back(fmt("table entry %#llx for va %#llx has leaf-only bits", e, va));
+      if (in_range) walk_table(w, seen, e & kAddr, level - 1, va, false, lo, hi, opt);
     }
   }
   w.tables[me].valid = valid;
-  if (!is_top && valid == 0)
+  if (!is_top && valid == 0 && !opt.may_be_empty.count({level, base}))
     w.errors.push_back(fmt("empty table %#llx at level %llu (va %#llx) left linked", pa, level, base));
 }
 
@@ -156,11 +177,11 @@ inline void walk_table(Walk &w, std::set<u64> &seen, u64 pa, unsigned level, u64
 
 // Walk the user half of the hierarchy at @top_pa, descending only into
 // entries that intersect [lo, hi); leaves outside it are not reported.
-inline Walk walk(u64 top_pa, unsigned levels, u64 lo = 0, u64 hi = ~0ull) {
+inline Walk walk(u64 top_pa, unsigned levels, u64 lo = 0, u64 hi = ~0ull, const Options &opt = Options()) {
   Walk w;
   std::set<u64> seen;
   if (top_pa & (2 * k4K - 1)) w.errors.push_back(detail::fmt("top %#llx not 8 KiB aligned", top_pa));
-  detail::walk_table(w, seen, top_pa, levels - 1, 0, true, lo, hi);
+  detail::walk_table(w, seen, top_pa, levels - 1, 0, true, lo, hi, opt);
   return w;
 }
 
