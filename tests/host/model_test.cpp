@@ -44,8 +44,7 @@
 // so the model splits where the core does, a failed lock included
 // (share_test DISABLED_ShareDoesNotDependOnHowTheRecordIsSplit); and
 // destroying a hat revokes other hats' links to its tables
-// (kDestroyRevokesLinks; share_test
-// DISABLED_SourceDestroyedWhileSharedLivesUntilUnlinked).
+// (kDestroyRevokesLinks, the documented rule of htable_hat_destroy()).
 //
 //   model_test [--seed S] [--ops N] [--verbose]
 //
@@ -82,11 +81,9 @@ constexpr unsigned kSlots = 3;
 constexpr unsigned kFullCheckEvery = 1000;
 constexpr unsigned kHistory = 16;
 constexpr u64 kAD = walker::kA | walker::kD;
-// What destroying a hat does to other hats' links to its tables: false, they
-// stay and the hat lives on until the last one goes (htable_api.h); true,
-// they are revoked (the linked ranges become holes) and the hat goes at once.
-// (htable_api.h says the former; the core does the latter: share_test
-// DISABLED_SourceDestroyedWhileSharedLivesUntilUnlinked.)
+// What destroying a hat does to other hats' links to its tables: they are
+// revoked (the linked ranges become holes) and the hat goes at once, as
+// htable_api.h documents for htable_hat_destroy().
 constexpr bool kDestroyRevokesLinks = true;
 
 u64 Stat(const char *name) {

