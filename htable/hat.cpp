@@ -822,22 +822,34 @@ void Hat::ReleaseShared(htable *t) {
   htable_release(t, &batch);  // frees it if empty, else brings its LRU state up to date
 }
 
+// The ends of [va, end) against the record, before an operation changes
+// anything: a shared range is never cut (-EINVAL); a large leaf may be cut
+// only if @demotable and not locked (-EBUSY for a locked one, -EINVAL for
+// any when not @demotable).
+Status Hat::check_ends(hx_u64 va, hx_u64 end, bool demotable) {
+  const hx_u64 probes[] = {va, end - 1};
+  for (hx_u64 p : probes) {
+    const Extent *e = record_.Find(p);
+    if (!e) continue;
+    if (e->share_table) {
+      if (e->va < va || e->end() > end) return Status::Err(HX_EINVAL);
+      continue;
+    }
+    hx_u64 base = p & ~(e->leaf_size() - 1);
+    if (base >= va && base + e->leaf_size() <= end) continue;
+    if (!demotable) return Status::Err(HX_EINVAL);
+    if (e->locked) return Status::Err(HX_EBUSY);
+  }
+  return Status::Ok();
+}
+
 Status Hat::Unmap(hx_u64 va, hx_u64 len) {
   if (Status st = page_range_ok(va, len, levels_); !st.ok()) return st;
   hx_u64 end = va + len;
 
   MutexGuard g(lock_);
-  // Refuse before changing anything: a shared range must go whole, a
-  // locked large leaf cannot be broken up.
-  const hx_u64 probes[] = {va, end - 1};
-  for (hx_u64 p : probes) {
-    const Extent *e = record_.Find(p);
-    if (!e) continue;
-    if (e->share_table && (e->va < va || e->end() > end)) return Status::Err(HX_EINVAL);
-    hx_u64 base = p & ~(e->leaf_size() - 1);
-    if (e->locked && e->level && (base < va || base + e->leaf_size() > end))
-      return Status::Err(HX_EBUSY);
-  }
+  // Refuse before changing anything.
+  if (Status st = check_ends(va, end, true); !st.ok()) return st;
   if (Status st = record_.ReserveNodes(); !st.ok()) return st;
 
   TlbBatch batch(this);
@@ -859,13 +871,7 @@ Status Hat::Protect(hx_u64 va, hx_u64 len, hx_u32 attrs) {
   MutexGuard g(lock_);
   for (const Extent *e = record_.LowerBound(va); e && e->va < end; e = record_.LowerBound(e->end()))
     if (e->share_table) return Status::Err(HX_EINVAL);  // the owner's to change
-  const hx_u64 probes[] = {va, end - 1};
-  for (hx_u64 p : probes) {
-    const Extent *e = record_.Find(p);
-    hx_u64 base = e ? p & ~(e->leaf_size() - 1) : 0;
-    if (e && e->locked && e->level && (base < va || base + e->leaf_size() > end))
-      return Status::Err(HX_EBUSY);
-  }
+  if (Status st = check_ends(va, end, true); !st.ok()) return st;
   if (Status st = record_.ReserveNodes(); !st.ok()) return st;
 
   TlbBatch batch(this);
@@ -893,17 +899,8 @@ Status Hat::Lock(hx_u64 va, hx_u64 len, bool lock) {
   hx_u64 end = va + len;
 
   MutexGuard g(lock_);
-  // The range may not cut a large leaf: a locked leaf is never broken up.
-  const hx_u64 probes[] = {va, end - 1};
-  for (hx_u64 p : probes) {
-    const Extent *e = record_.Find(p);
-    if (!e) continue;
-    // A shared range is never split: it must be inside the range whole.
-    if (e->share_table && (e->va < va || e->end() > end)) return Status::Err(HX_EINVAL);
-    if (e->share_table) continue;
-    hx_u64 base = p & ~(e->leaf_size() - 1);
-    if (base < va || base + e->leaf_size() > end) return Status::Err(HX_EINVAL);
-  }
+  // The range may not cut a large leaf: locking never breaks one up.
+  if (Status st = check_ends(va, end, false); !st.ok()) return st;
   if (Status st = record_.ReserveNodes(); !st.ok()) return st;
   hx_u64 call = ++lock_calls_;
   record_.ForEachSplit(va, end, [&](Extent *e) {

@@ -303,6 +303,7 @@ class Hat final {
   void clear_leaves(htable *ht, hx_u64 va, hx_u64 end, TlbBatch *batch) TA_REQ(lock_);
   void demote(hx_u64 va, TlbBatch *batch) TA_REQ(lock_);
   void demote_cut(hx_u64 va, hx_u64 end, TlbBatch *batch) TA_REQ(lock_);
+  Status check_ends(hx_u64 va, hx_u64 end, bool demotable) TA_REQ(lock_);
   Status translate_locked(hx_u64 va, Xlate *out) TA_REQ(lock_);
   Status check_locked() TA_REQ(lock_);
   void debug_check() TA_REQ(lock_);
