@@ -167,11 +167,14 @@ else
 		rmmod htable_kunit
 	fi
 	say HTABLE-E2E-BEGIN
-	# pressure: the memory-pressure scenario instead of the selftest.
+	# pressure: the memory-pressure scenario instead of the selftest;
+	# any other mode: the harness's guest script (scripts/guest/<mode>.sh).
 	if [ "$mode" = pressure ]; then
 		/htablectl pressure > /tmp/e2e.tap 2>&1
-	else
+	elif [ "$mode" = test ]; then
 		/htablectl selftest > /tmp/e2e.tap 2>&1
+	else
+		sh /guest.sh > /tmp/e2e.tap 2>&1
 	fi
 	rc=$?
 	cat /tmp/e2e.tap > $out
@@ -198,7 +201,7 @@ reboot -f
 """
 
 
-def make_initramfs(workdir, kos, tool):
+def make_initramfs(workdir, kos, tool, script=None):
     root = workdir / "initramfs"
     if root.exists():
         shutil.rmtree(root)
@@ -208,6 +211,8 @@ def make_initramfs(workdir, kos, tool):
     for ko in kos:
         shutil.copy(ko, root / ko.name)
     shutil.copy(tool, root / "htablectl")
+    if script:
+        shutil.copy(script, root / "guest.sh")
     (root / "init").write_text(INIT)
     os.chmod(root / "init", 0o755)
     img = workdir / "initramfs.cpio.gz"
@@ -222,13 +227,14 @@ def make_initramfs(workdir, kos, tool):
 
 # ---- booting -----------------------------------------------------------------
 
-def boot(kernel, initrd, workdir, levels, pti, cpus, mem, mode, timeout, results_to=None):
+def boot(kernel, initrd, workdir, levels, pti, cpus, mem, mode, timeout, results_to=None,
+         scale=1):
     """Boot under QEMU TCG; returns (console_text, results_text, seconds)."""
     console, results = workdir / "console.log", workdir / "results.log"
     for f in (console, results):
         f.write_text("")
     append = ["console=ttyS0", "panic=-1", "oops=panic", "printk.time=1",
-              f"htable.mode={mode}", "pti=on" if pti else "pti=off"]
+              f"htable.mode={mode}", f"htable.scale={scale}", "pti=on" if pti else "pti=off"]
     if levels == 4:
         append.append("no5lvl")
     if mode == "demo":
@@ -337,8 +343,14 @@ def context(console, n=40):
 
 # ---- one configuration, end to end -------------------------------------------
 
+# Modes with their own /init branch; any other mode runs scripts/guest/<mode>.sh
+# (or the script given), whose stdout is parsed as TAP like the selftest's.
+BUILTIN_MODES = ("test", "pressure", "demo")
+GUEST_SCRIPTS = ROOT / "scripts" / "guest"
+
+
 def run_config(kernel_name, levels, pti, cpus, mem=1024, mode="test", timeout=600,
-               name=None, quiet=False):
+               name=None, quiet=False, script=None, scale=1):
     ensure_pkgs(GUEST_PKGS)
     kernel = KERNELS[kernel_name]()
     name = name or (f"{kernel_name}-{levels}lvl-pti{'on' if pti else 'off'}-smp{cpus}"
@@ -347,11 +359,15 @@ def run_config(kernel_name, levels, pti, cpus, mem=1024, mode="test", timeout=60
     work.mkdir(parents=True, exist_ok=True)
     kos = build_module(kernel)
     tool = build_tool()
-    initrd = make_initramfs(work, kos, tool)
+    if mode not in BUILTIN_MODES:
+        script = Path(script) if script else GUEST_SCRIPTS / f"{mode}.sh"
+        if not script.exists():
+            raise SystemExit(f"mode {mode}: no guest script {script}")
+    initrd = make_initramfs(work, kos, tool, script if mode not in BUILTIN_MODES else None)
     log(f"{name}: booting {kernel.version} ({levels}-level, pti={'on' if pti else 'off'}, "
           f"{cpus} CPUs, {mem} MiB)")
     console, results, secs = boot(kernel, initrd, work, levels, pti, cpus, mem, mode, timeout,
-                                    results_to="stdio" if mode == "demo" else None)
+                                    results_to="stdio" if mode == "demo" else None, scale=scale)
     res = {
         "name": name,
         "kernel": kernel.version,
@@ -383,7 +399,9 @@ def run_config(kernel_name, levels, pti, cpus, mem=1024, mode="test", timeout=60
     if kv.get("pti") != ("1" if pti else "0"):
         problems.append(f"guest PTI is {kv.get('pti', '?')}, expected {int(pti)}")
 
-    if mode in ("test", "pressure"):
+    what = {"test": "htablectl selftest", "pressure": "htablectl pressure"}.get(
+        mode, f"guest script {script.name if script else mode}")
+    if mode != "demo":
         if kernel.kunit and mode == "test":
             ktap = section(results, "KTAP")
             if ktap is None:
@@ -400,11 +418,21 @@ def run_config(kernel_name, levels, pti, cpus, mem=1024, mode="test", timeout=60
             problems.append("no e2e section from the guest")
             tap = ""
         e2e, _ = parse_ktap(tap, work, "e2e")
+        # Figures a test reports for summary.json: "# reliability {json}".
+        figs = []
+        for line in tap.splitlines():
+            if line.startswith("# reliability "):
+                try:
+                    figs.append(json.loads(line[len("# reliability "):]))
+                except ValueError:
+                    problems.append(f"unparsable figures line: {line[:200]}")
+        if figs:
+            res["reliability"] = figs
         res["e2e"] = {k: e2e[k] for k in ("passed", "failed", "skipped")}
         if e2e["passed"] + e2e["failed"] == 0:
-            problems.append(f"htablectl {'selftest' if mode == 'test' else mode} ran no test")
+            problems.append(f"{what} ran no test")
         if "HTABLE-E2E-RC 0" not in results:
-            problems.append(f"htablectl {'selftest' if mode == 'test' else mode} exited non-zero")
+            problems.append(f"{what} exited non-zero")
     elif "HTABLE-DEMO-RC 0" not in results:
         problems.append("htablectl demo exited non-zero")
 
