@@ -271,7 +271,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	if (hf->nr_hats >= max_hats_per_fd) {
 		err = -ENOSPC;
 	} else {
-		err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, GFP_KERNEL);
+		err = xa_alloc(&hf->hats, &id, fh, XA_LIMIT(1, INT_MAX), GFP_KERNEL);
 		if (err == -EBUSY)
 			err = -ENOSPC;
 	}
@@ -296,6 +296,12 @@ static int ioc_hat_destroy(struct htable_file *hf, struct htable_hat_destroy *d)
 
 	if (d->__pad)
 		return -EINVAL;
+	/*
+	 * Index 0 holds the XA_FLAGS_ALLOC1 placeholder: erasing it would
+	 * mark it free, and the next HAT_CREATE would hand out id 0.
+	 */
+	if (!d->hat_id)
+		return -ENOENT;
 	mutex_lock(&hf->lock);
 	fh = xa_erase(&hf->hats, d->hat_id);
 	if (fh)

@@ -153,6 +153,19 @@ void t_unknown_hat(Ctx& c, T& t)
 		t.want_err(c.dev.job(id, HTABLE_JOB_CHECKSUM, kDemoVa, P, 0, HTABLE_JOB_ANY_CPU, j),
 			   ENOENT, "JOB id %u", id);
 	}
+	// A HAT_DESTROY of id 0 once gave the next HAT_CREATE id 0 (the
+	// xarray's reserved index, erased); with a hat alive, as then.
+	auto keep = Hat::create(c.dev);
+	if (!t.want_ok(keep ? 0 : keep.error(), "HAT_CREATE"))
+		return;
+	t.want_err(c.dev.hat_destroy(0), ENOENT, "HAT_DESTROY id 0 with a hat alive");
+	auto next = Hat::create(c.dev);
+	if (t.want_ok(next ? 0 : next.error(), "HAT_CREATE after HAT_DESTROY of id 0"))
+		t.check(next->id() != 0, "HAT_CREATE after HAT_DESTROY of id 0 gave id 0");
+	else
+		return;
+	htable_translate tr{};
+	t.want_err(c.dev.translate(0, kDemoVa, tr), ENOENT, "TRANSLATE id 0 with hats alive");
 }
 
 void t_enotty(Ctx& c, T& t)
