@@ -179,7 +179,8 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 				left = copy_to_user(u, s->buf + off, chunk);
 			} else {
 				left = copy_from_user(s->buf + off, u, chunk);
-				if (!left && dst) {
+				/* Not "dst != 0": VA 0 is a destination like any other. */
+				if (!left && s->job->op == HTABLE_JOB_COPY) {
 					u = (void __user *)(unsigned long)(dst + off);
 					left = copy_to_user(u, s->buf + off, chunk);
 				}
@@ -225,9 +226,20 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 			if (faulted & (1ul << i)) {
 				bool ok = htable_hat_fault(s->hat, va + off) == 0;
 
-				/* COPY: the destination piece may be what faulted. */
-				if (dst && htable_hat_fault(s->hat, dst + off) == 0)
-					ok = true;
+				/*
+				 * COPY: the destination piece may be what faulted,
+				 * and, unless dst has va's offset in the page, it
+				 * spans two pages: put both back.
+				 */
+				if (s->job->op == HTABLE_JOB_COPY) {
+					u64 last = dst + off + chunk - 1;
+
+					if (htable_hat_fault(s->hat, dst + off) == 0)
+						ok = true;
+					if ((last ^ (dst + off)) >> PAGE_SHIFT &&
+					    htable_hat_fault(s->hat, last) == 0)
+						ok = true;
+				}
 				if (ok) {
 					retry |= 1ul << i;
 					s->reloads++;

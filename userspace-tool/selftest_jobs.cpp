@@ -219,6 +219,37 @@ void t_copy(Ctx& c, T& t)
 	want_job_mask(c, t, j, id, HTABLE_JOB_COPY, S + k1G, len, 0, 0, 0, pages, D);
 }
 
+// Two ways COPY lost bytes (found by `htablectl fuzz`): a destination piece
+// straddling two pages whose second leaf had been reaped (the runner put
+// back only the first, so the mapped piece counted as a fault), and a
+// destination at VA 0 (the runner took dst 0 for "not a COPY" and wrote
+// nothing in the first window, counting its bytes all the same).
+void t_copy_reload(Ctx& c, T& t)
+{
+	const u64 pages = 4, len = pages * P;
+	auto f = fixture(c, t, 2 * pages, false);
+	if (!f)
+		return;
+	const u32 id = f->id();
+	const u64 S = f->va, D = f->va + k2M;
+	if (!t.want_ok(c.dev.map(id, S, f->at(0), len), "MAP src") ||
+	    !t.want_ok(c.dev.map(id, D, f->at(len), len), "MAP dst"))
+		return;
+	auto src = f->buf.span(0, len), dst = f->buf.span(len, len);
+	fill_random(src, 0xc0de);
+	htable_job j{};
+	u64 freed = 0;
+	if (t.want_ok(c.dev.reap(~0ull, &freed), "REAP") &&
+	    want_job_mask(c, t, j, id, HTABLE_JOB_COPY, S, 2 * P, 0, 0, 2 * P, 0, D + 8))
+		t.check(std::equal(src.begin(), src.begin() + 2 * P, dst.begin() + 8),
+			"COPY to a reaped, misaligned destination: dst differs (%llu tables reaped)", freed);
+	std::fill(dst.begin(), dst.end(), 0);
+	if (!t.want_ok(c.dev.map(id, 0, f->at(len), len), "MAP dst again at VA 0"))
+		return;
+	if (want_job_mask(c, t, j, id, HTABLE_JOB_COPY, S, len, 0, 0, len, 0, 0))
+		t.check(std::equal(src.begin(), src.end(), dst.begin()), "COPY to VA 0: dst differs");
+}
+
 void t_checksum_mask(Ctx& c, T& t)
 {
 	auto f = fixture(c, t, 4);
@@ -249,6 +280,7 @@ std::vector<Case> job_cases()
 		{"job TOUCH: result == pages touched, slices, holes, no writes", t_touch},
 		{"job RANDOM_RW: buffer equals the process's replay of the generator", t_random_rw},
 		{"job COPY: dst gets src's bytes, multi-CPU, overlap gives EINVAL", t_copy},
+		{"job COPY: to a reaped destination across pages, and to VA 0", t_copy_reload},
 		{"job CHECKSUM: multi-CPU mask gives EINVAL, one-CPU mask works", t_checksum_mask},
 	};
 }
