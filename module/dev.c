@@ -660,7 +660,8 @@ static int ioc_share(struct htable_file *hf, struct htable_share *sh)
 
 	if (sh->__pad)
 		return -EINVAL;
-	if (sh->level + 1 >= hx_paging_levels() || sh->dst_hat_id == sh->src_hat_id)
+	/* Not "level + 1 >= levels": for level ~0u that wraps to 0. */
+	if (sh->level >= hx_paging_levels() - 1 || sh->dst_hat_id == sh->src_hat_id)
 		return -EINVAL;
 	dst = fd_hat_get(hf, sh->dst_hat_id);
 	src = fd_hat_get(hf, sh->src_hat_id);
