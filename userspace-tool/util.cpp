@@ -135,9 +135,8 @@ u64 count_mismatches(std::span<const u8> buf, u64 seed, u64 base, u64* first_bad
 	return n;
 }
 
-u64 fnv1a64(std::span<const u8> buf)
+u64 fnv1a64(std::span<const u8> buf, u64 h)
 {
-	u64 h = 0xcbf29ce484222325ull;
 	for (u8 b : buf) {
 		h ^= b;
 		h *= 0x100000001b3ull;
@@ -155,9 +154,8 @@ u64 pattern_fnv1a64(u64 seed, u64 length)
 	return h;
 }
 
-u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
+u64 for_each_random_rw(u64 length, u64 seed, u64 n, const std::function<void(u64 off)>& fn)
 {
-	const u64 length = buf.size();
 	u64 iterations = 0;
 	for (u64 i = 0; i < n; i++) {
 		const u64 a = job_slice(length, n, i), b = job_slice(length, n, i + 1);
@@ -166,14 +164,19 @@ u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
 			continue;  // an empty slice does nothing
 		const u64 iters = std::max<u64>(1, (b - a) / 64);
 		u64 state = htable_random_rw_seed(seed, a);
-		for (u64 k = 0; k < iters; k++) {
-			const u64 off = a + 8 * (htable_xorshift64(&state) % words);
-			for (u64 j = 0; j < 8; j++)
-				buf[off + j] = htable_pattern_byte(seed, off + j);
-		}
+		for (u64 k = 0; k < iters; k++)
+			fn(a + 8 * (htable_xorshift64(&state) % words));
 		iterations += iters;
 	}
 	return iterations;
+}
+
+u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
+{
+	return for_each_random_rw(buf.size(), seed, n, [&](u64 off) {
+		for (u64 j = 0; j < 8; j++)
+			buf[off + j] = htable_pattern_byte(seed, off + j);
+	});
 }
 
 u64 touch_count(u64 va, u64 length, u64 n)
@@ -431,38 +434,52 @@ std::optional<u64> pagemap_pfn(const void* addr, std::string* why)
 	return pfn;
 }
 
-bool physically_contiguous(const void* addr, size_t length, std::string* why)
+bool pagemap_pfns(const void* addr, size_t pages, std::vector<u64>& out, std::string* why, int fd)
 {
 	const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
-	const size_t n = length / kPageSize;
-	std::vector<u64> entries(n);
-	int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	std::vector<u64> entries(pages);
+	const bool mine = fd < 0;
+	if (mine)
+		fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (why)
 			*why = std::string("/proc/self/pagemap: ") + std::strerror(errno);
 		return false;
 	}
-	ssize_t got = ::pread(fd, entries.data(), n * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
-	::close(fd);
-	if (got != ssize_t(n * sizeof(u64))) {
+	ssize_t got = ::pread(fd, entries.data(), pages * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
+	if (mine)
+		::close(fd);
+	if (got != ssize_t(pages * sizeof(u64))) {
 		if (why)
 			*why = "short read of /proc/self/pagemap";
 		return false;
 	}
 	const u64 pfn_mask = (1ull << 55) - 1;
-	const u64 first = entries[0] & pfn_mask;
-	if (!(entries[0] >> 63) || first == 0) {
-		if (why)
-			*why = "first page not present or PFN hidden";
-		return false;
+	out.resize(pages);
+	for (size_t i = 0; i < pages; i++) {
+		out[i] = entries[i] & pfn_mask;
+		if (!(entries[i] >> 63) || !out[i]) {
+			if (why)
+				*why = "page " + std::to_string(i) + " not present or PFN hidden";
+			return false;
+		}
 	}
-	if (first & (n - 1)) {
+	return true;
+}
+
+bool physically_contiguous(const void* addr, size_t length, std::string* why)
+{
+	const size_t n = length / kPageSize;
+	std::vector<u64> pfns;
+	if (!pagemap_pfns(addr, n, pfns, why))
+		return false;
+	if (pfns[0] & (n - 1)) {
 		if (why)
-			*why = "first PFN " + std::to_string(first) + " not aligned";
+			*why = "first PFN " + std::to_string(pfns[0]) + " not aligned";
 		return false;
 	}
 	for (size_t i = 1; i < n; i++) {
-		if (!(entries[i] >> 63) || (entries[i] & pfn_mask) != first + i) {
+		if (pfns[i] != pfns[0] + i) {
 			if (why)
 				*why = "page " + std::to_string(i) + " is not PFN first + " + std::to_string(i);
 			return false;
