@@ -8,6 +8,7 @@
  *
  * Lock order: htable_file.lock -> fd_hat.lock -> the core's locks.
  */
+#include <linux/bitmap.h>
 #include <linux/capability.h>
 #include <linux/cpumask.h>
 #include <linux/fs.h>
@@ -49,6 +50,11 @@ struct htable_file {
  * a THP or hugetlb page).  Owned memory: one allocation per leaf, of
  * @order, freed once none of its 4 KiB pieces is mapped any more (a
  * partial unmap of a 2 MiB leaf leaves the rest mapped).
+ *
+ * A region is found by VA, and a VA whose piece was unmapped may be mapped
+ * again by a later MAP (another region): so a piece is released only while
+ * it is still this region's -- pages[i] for pinned memory, a bit of
+ * @mapped for owned memory.
  */
 struct region {
 	struct list_head link;
@@ -59,13 +65,13 @@ struct region {
 	unsigned long nr;		/* entries in pages[] */
 	unsigned long live;		/* entries still (partly) mapped */
 	struct page **pages;
-	u16 *mapped4k;			/* owned: 4 KiB pieces still mapped, per entry */
+	unsigned long *mapped;		/* owned: a bit per 4 KiB piece still mapped */
 };
 
 static void region_free(struct region *r)
 {
 	kvfree(r->pages);
-	kvfree(r->mapped4k);
+	kvfree(r->mapped);
 	kfree(r);
 }
 
@@ -76,7 +82,9 @@ static unsigned long region_release(struct htable_file *hf, struct region *r, u6
 	unsigned long unpinned = 0;
 
 	for (; a < b; a += PAGE_SIZE) {
-		unsigned long i = (a - r->va) >> (PAGE_SHIFT + r->order);
+		unsigned long piece = (a - r->va) >> PAGE_SHIFT;
+		unsigned long i = piece >> r->order;
+		unsigned long first = i << r->order, next = (i + 1) << r->order;
 
 		if (!r->pages[i])
 			continue;
@@ -85,7 +93,8 @@ static unsigned long region_release(struct htable_file *hf, struct region *r, u6
 			r->pages[i] = NULL;
 			r->live--;
 			unpinned++;
-		} else if (--r->mapped4k[i] == 0) {
+		} else if (__test_and_clear_bit(piece, r->mapped) &&
+			   find_next_bit(r->mapped, next, first) >= next) {
 			__free_pages(r->pages[i], r->order);
 			r->pages[i] = NULL;
 			r->live--;
@@ -442,22 +451,24 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 	r->owned = true;
 	r->order = ilog2(leaf) - PAGE_SHIFT;
 	r->nr = m->length / leaf;
-	r->pages = kvcalloc(r->nr, sizeof(*r->pages), GFP_KERNEL_ACCOUNT);
-	r->mapped4k = kvcalloc(r->nr, sizeof(*r->mapped4k), GFP_KERNEL_ACCOUNT);
-	pas = kvmalloc_array(r->nr, sizeof(*pas), GFP_KERNEL);
+	r->pages = kvcalloc(r->nr, sizeof(*r->pages), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	r->mapped = kvcalloc(BITS_TO_LONGS(m->length >> PAGE_SHIFT), sizeof(long),
+			     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	pas = kvmalloc_array(r->nr, sizeof(*pas), GFP_KERNEL | __GFP_NOWARN);
 	err = -ENOMEM;
-	if (!r->pages || !r->mapped4k || !pas)
+	if (!r->pages || !r->mapped || !pas)
 		goto out;
 	for (i = 0; i < r->nr; i++) {
 		r->pages[i] = alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN, r->order);
 		if (!r->pages[i])
 			goto out;
-		r->mapped4k[i] = leaf >> PAGE_SHIFT;
 		pas[i] = page_to_phys(r->pages[i]);
 	}
 	err = htable_hat_map_range(fh->hat, m->va, m->length, leaf, m->prot, 0, pas);
-	if (!err)
+	if (!err) {
 		r->live = r->nr;
+		bitmap_set(r->mapped, 0, m->length >> PAGE_SHIFT);
+	}
 out:
 	if (err && r->pages)
 		for (i = 0; i < r->nr; i++)
