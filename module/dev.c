@@ -347,7 +347,7 @@ static int map_pinned(struct fd_hat *fh, u64 va, u64 length, u64 size, u32 prot,
 	hx_paddr_t *pas;
 	int err = 0;
 
-	pas = kvmalloc_array(npages, sizeof(*pas), GFP_KERNEL);
+	pas = kvmalloc_array(npages, sizeof(*pas), GFP_KERNEL | __GFP_NOWARN);
 	if (!pas)
 		return -ENOMEM;
 	while (i < npages && !err) {
@@ -405,7 +405,12 @@ static int map_user(struct htable_file *hf, struct fd_hat *fh, struct htable_map
 
 	if (!hf->mm || hf->mm != current->mm)
 		return -EFAULT;	/* only the opener's own memory */
-	r->pages = kvmalloc_array(npages, sizeof(*r->pages), GFP_KERNEL_ACCOUNT);
+	/*
+	 * Sized by the caller (up to 16 GiB for INT_MAX pages): a failure is
+	 * the caller's ENOMEM, not a splat.  kvmalloc() WARNs past INT_MAX
+	 * bytes, and vmalloc() prints a backtrace when it runs short.
+	 */
+	r->pages = kvmalloc_array(npages, sizeof(*r->pages), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!r->pages)
 		return -ENOMEM;
 	/* Long-term pins count against RLIMIT_MEMLOCK, as for VFIO or io_uring. */

@@ -39,9 +39,10 @@ void *hx_kzalloc(hx_size_t size)
 	return kzalloc(size, GFP_KERNEL);
 }
 
+/* The core answers a failure with -ENOMEM (a pa array as long as a MAP). */
 void *hx_kvzalloc(hx_size_t size)
 {
-	return kvzalloc(size, GFP_KERNEL);
+	return kvzalloc(size, GFP_KERNEL | __GFP_NOWARN);
 }
 
 void hx_kfree(const void *p)
