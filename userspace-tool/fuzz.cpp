@@ -1367,7 +1367,9 @@ void Fuzzer::op_map_user()
 			m.length = std::min<u64>(b.size - uoff, m.length + rng_.small(16) * P);
 		m.va = near_va(h, k2M);
 	} else {
-		const u64 pages = rng_.chance(95) ? rng_.small(16) : rng_.small(128);
+		// Now and then more than 512 pages: the module's page arrays are
+		// then more than a page, which kvmalloc() may vmalloc().
+		const u64 pages = rng_.chance(95) ? rng_.small(16) : rng_.chance(80) ? rng_.small(128) : 513 + rng_.below(512);
 		uoff = rng_.below(b.size / P - std::min<u64>(pages, b.size / P - 1)) * P;
 		m.length = std::min<u64>(pages * P, b.size - uoff);
 		m.va = near_va(h, P);
