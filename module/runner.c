@@ -289,7 +289,7 @@ static void account(struct slice *s, u64 va, size_t len, unsigned long faulted, 
 	}
 }
 
-/* FILL, VERIFY, CHECKSUM, COPY: the slice in windows of up to 16 KiB. */
+/* FILL, VERIFY, CHECKSUM, COPY: the slice in windows of up to 16 KiB (COPY: 8). */
 static void run_stream(struct slice *s)
 {
 	const struct htable_job *job = s->job;
@@ -300,7 +300,12 @@ static void run_stream(struct slice *s)
 		u64 joff = s->off + done;
 		u64 va = job->va + joff;
 		u64 dst = job->op == HTABLE_JOB_COPY ? job->dst_va + joff : 0;
-		size_t len = min_t(u64, s->len - done, max);
+		/*
+		 * Windows end on page boundaries: a piece is a page's part of
+		 * the slice, and a fault counts one page (docs/ABI.md), not
+		 * the two halves a window boundary would cut it in.
+		 */
+		size_t len = min_t(u64, s->len - done, max - (va & ~PAGE_MASK));
 		bool fill = job->op == HTABLE_JOB_FILL;
 		unsigned long faulted;
 

@@ -250,6 +250,32 @@ void t_copy_reload(Ctx& c, T& t)
 		t.check(std::equal(src.begin(), src.end(), dst.begin()), "COPY to VA 0: dst differs");
 }
 
+// faults counts 4 KiB pages.  A job is run in windows of 16 KiB (COPY:
+// 8 KiB); when its va was not page aligned, every window boundary fell
+// inside a page, and a page of a hole there counted twice (found by
+// htablectl fuzz).
+void t_faults_per_page(Ctx& c, T& t)
+{
+	auto f = fixture(c, t, 2, false);
+	if (!f)
+		return;
+	const u64 hole = f->va + k1G;	// nothing mapped: 8 KiB in, 9 pages
+	const u64 len = 8 * P;
+	htable_job j{};
+	for (u32 op : {HTABLE_JOB_FILL, HTABLE_JOB_VERIFY, HTABLE_JOB_CHECKSUM}) {
+		if (t.want_ok(c.dev.job(f->id(), op, hole + 8, len, 1, HTABLE_JOB_ANY_CPU, j), "JOB %s",
+			      job_op_name(op)))
+			t.check(j.faults == 9 && j.bytes == 0, "JOB %s of 8 pages from 8 bytes into a hole: "
+				"faults %llu bytes %llu, expected 9 pages and 0", job_op_name(op), j.faults, j.bytes);
+	}
+	if (!t.want_ok(c.dev.map(f->id(), f->va, f->at(0), 2 * P), "MAP"))
+		return;
+	if (t.want_ok(c.dev.job_mask(f->id(), HTABLE_JOB_COPY, hole + 8, len, 0, 0, j, f->va + 2 * k2M),
+		      "JOB copy"))
+		t.check(j.faults == 9, "COPY of 8 pages from 8 bytes into a hole: faults %llu, expected 9",
+			j.faults);
+}
+
 void t_checksum_mask(Ctx& c, T& t)
 {
 	auto f = fixture(c, t, 4);
@@ -281,6 +307,7 @@ std::vector<Case> job_cases()
 		{"job RANDOM_RW: buffer equals the process's replay of the generator", t_random_rw},
 		{"job COPY: dst gets src's bytes, multi-CPU, overlap gives EINVAL", t_copy},
 		{"job COPY: to a reaped destination across pages, and to VA 0", t_copy_reload},
+		{"job: faults counts 4 KiB pages, wherever the job's windows end", t_faults_per_page},
 		{"job CHECKSUM: multi-CPU mask gives EINVAL, one-CPU mask works", t_checksum_mask},
 	};
 }
