@@ -1885,9 +1885,9 @@ void Fuzzer::op_share()
 
 // ---- JOB
 
-// The job as the runners do it: per slice, windows of 16 KiB (COPY: 8 KiB),
-// each cut at page boundaries into pieces; a piece is touched whole or is
-// a fault.  With `apply`, the model's bytes change as the job's writes do.
+// The job as docs/ABI.md has it: per slice, in address order, pieces that
+// are the slice's part of a 4 KiB page, each touched whole or a fault.
+// With `apply`, the model's bytes change as the job's writes do.
 JobSim Fuzzer::simulate(u32 hid, u32 op, u64 va, u64 len, u64 seed, u64 n, u64 dst, bool apply)
 {
 	struct Timer {
@@ -1949,69 +1949,62 @@ JobSim Fuzzer::simulate(u32 hid, u32 op, u64 va, u64 len, u64 seed, u64 n, u64 d
 			}
 			continue;
 		}
-		const u64 win = op == HTABLE_JOB_COPY ? 8192 : 16384;
-		for (u64 done = 0; done < b - a;) {
-			const u64 joff = a + done, wl = std::min(b - a - done, win);
-			for (u64 off = 0; off < wl;) {
-				const u64 o = joff + off;
-				const u64 chunk = std::min(wl - off, P - ((va + o) & (P - 1)));
-				off += chunk;
-				const Loc l = resolve(hid, va + o);
-				reload_ok(l, writes);
-				if (op == HTABLE_JOB_COPY) {
-					s.reload_free = false;
-					// The destination piece may straddle two pages.
-					const u64 d = dst + o, d_last = d + chunk - 1;
-					const Loc d1 = resolve(hid, d);
-					const Loc d2 = (d_last / P != d / P) ? resolve(hid, d_last) : d1;
-					if (l.mapped && d1.writable() && !d2.writable())
-						s.hazard = true;
-					if (!l.mapped || !d1.writable() || !d2.writable()) {
-						s.faults++;
-						continue;
-					}
-					read_keys.insert(l.page_key());
-					wrote(d1, d);
-					if (d2.boff != d1.boff)
-						wrote(d2, d_last);
-					if (apply) {
-						const u8* from = backing(l, false) + l.boff % P;
-						const u64 first = std::min(chunk, P - d % P);
-						std::memcpy(backing(d1, true) + d1.boff % P, from, first);
-						if (first < chunk) {
-							const Loc d2b = resolve(hid, d + first);
-							std::memcpy(backing(d2b, true) + d2b.boff % P, from + first, chunk - first);
-						}
-					}
-					s.bytes += chunk;
-					continue;
-				}
-				if (op == HTABLE_JOB_FILL ? !l.writable() : !l.mapped) {
+		for (u64 o = a, chunk; o < b; o += chunk) {
+			chunk = std::min(b - o, P - ((va + o) & (P - 1)));
+			const Loc l = resolve(hid, va + o);
+			reload_ok(l, writes);
+			if (op == HTABLE_JOB_COPY) {
+				s.reload_free = false;
+				// The destination piece may straddle two pages.
+				const u64 d = dst + o, d_last = d + chunk - 1;
+				const Loc d1 = resolve(hid, d);
+				const Loc d2 = (d_last / P != d / P) ? resolve(hid, d_last) : d1;
+				if (l.mapped && d1.writable() && !d2.writable())
+					s.hazard = true;
+				if (!l.mapped || !d1.writable() || !d2.writable()) {
 					s.faults++;
 					continue;
 				}
-				s.bytes += chunk;
-				if (op == HTABLE_JOB_FILL) {
-					wrote(l, va + o);
-					if (apply) {
-						u8* p = backing(l, true) + l.boff % P;
-						for (u64 k = 0; k < chunk; k++)
-							p[k] = htable_pattern_byte(seed, o + k);
+				read_keys.insert(l.page_key());
+				wrote(d1, d);
+				if (d2.boff != d1.boff)
+					wrote(d2, d_last);
+				if (apply) {
+					const u8* from = backing(l, false) + l.boff % P;
+					const u64 first = std::min(chunk, P - d % P);
+					std::memcpy(backing(d1, true) + d1.boff % P, from, first);
+					if (first < chunk) {
+						const Loc d2b = resolve(hid, d + first);
+						std::memcpy(backing(d2b, true) + d2b.boff % P, from + first, chunk - first);
 					}
-					continue;
 				}
-				const u8* p = backing(l, false) + l.boff % P;
-				if (op == HTABLE_JOB_CHECKSUM) {
-					hash = fnv1a64({p, chunk}, hash);
-				} else {	// VERIFY
-					u64 bad_at = kNoBad;
-					const u64 bad = count_mismatches({p, chunk}, seed, o, &bad_at);
-					if (bad && s.result == 0)
-						s.first_bad = bad_at;
-					s.result += bad;
-				}
+				s.bytes += chunk;
+				continue;
 			}
-			done += wl;
+			if (op == HTABLE_JOB_FILL ? !l.writable() : !l.mapped) {
+				s.faults++;
+				continue;
+			}
+			s.bytes += chunk;
+			if (op == HTABLE_JOB_FILL) {
+				wrote(l, va + o);
+				if (apply) {
+					u8* p = backing(l, true) + l.boff % P;
+					for (u64 k = 0; k < chunk; k++)
+						p[k] = htable_pattern_byte(seed, o + k);
+				}
+				continue;
+			}
+			const u8* p = backing(l, false) + l.boff % P;
+			if (op == HTABLE_JOB_CHECKSUM) {
+				hash = fnv1a64({p, chunk}, hash);
+			} else {	// VERIFY
+				u64 bad_at = kNoBad;
+				const u64 bad = count_mismatches({p, chunk}, seed, o, &bad_at);
+				if (bad && s.result == 0)
+					s.first_bad = bad_at;
+				s.result += bad;
+			}
 		}
 	}
 	if (op == HTABLE_JOB_CHECKSUM)
