@@ -14,8 +14,8 @@
 // backing: a page of one of our buffers (the bytes are ours to read; the
 // model keeps a shadow to compare them with) or a module-owned page
 // (shadow only), whose physical address the model learns from a WALK right
-// after the MAP.  Jobs are simulated piece by piece, cut the way the
-// runners cut them, so bytes, faults, result and first_bad are exact.
+// after the MAP.  Jobs are simulated piece by piece (a slice's part of a
+// page), so bytes, faults, result and first_bad are exact.
 //
 // Determinism.  Every choice comes from the seed; what only the kernel
 // knows (which chunks of a buffer are huge pages, physical addresses,
@@ -47,6 +47,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
@@ -62,20 +63,21 @@ constexpr u64 kFullCheckEvery = 1000;
 // Keep the state small enough that every check stays cheap under TCG.
 constexpr size_t kMaxExtents = 400;       // over all hats
 constexpr u64 kMaxOwnedBytes = 24ull << 20;
-constexpr size_t kMaxHats = 10;
+constexpr size_t kMaxHats = 8;
 constexpr u64 kMaxShareLeaves = 8192;     // what a SHARE or LOCK makes resident
 
 const char kFuzzHelp[] =
 	"Usage: htablectl fuzz --seed S --ops N [--cpus C] [--inject PCT]\n"
-	"                      [--verbose-from K]\n"
+	"                      [--verbose-from K] [--concurrent]\n"
 	"\n"
 	"Issue N random ioctls on /dev/htable (hats created and destroyed, maps of\n"
 	"this process's memory and of module-owned memory, unmap, protect, lock,\n"
 	"share, jobs, reap, walk, translate, and invalid variants of each) and\n"
 	"check every result against an in-process model of docs/ABI.md: the errno,\n"
 	"job outputs and the bytes jobs read and write, TRANSLATE (against\n"
-	"/proc/self/pagemap for our memory), and every 1000 ops a full WALK of\n"
-	"every hat.  All randomness comes from the seed.\n"
+	"/proc/self/pagemap for our memory), a WALK around one change in three,\n"
+	"and every 1000 ops a full WALK of every hat, our buffers against their\n"
+	"shadows and the module's counters.  All randomness comes from the seed.\n"
 	"\n"
 	"  --seed S          the seed (default 1)\n"
 	"  --ops N           ioctls to issue (default 10000)\n"
@@ -85,6 +87,9 @@ const char kFuzzHelp[] =
 	"                    the end): each op must then succeed as modelled or fail\n"
 	"                    with ENOMEM leaving its hat exactly as it was\n"
 	"  --verbose-from K  print every op from index K on\n"
+	"  --concurrent      other processes use the module at the same time: compare\n"
+	"                    this process's hats (debugfs owner_pid) and pins (VmLck)\n"
+	"                    with the model instead of the module's global counters\n"
 	"\n"
 	"Output: TAP (1..3: the ops, the final WALK of every hat, the counters\n"
 	"tables_live/hats_live/pinned_pages back after close) and one line\n"
@@ -340,6 +345,7 @@ struct Config {
 	u32 cpus = 1;
 	u32 inject = 0;
 	u64 verbose_from = ~0ull;
+	bool concurrent = false;
 };
 
 // What the model predicts for one ioctl.
@@ -491,6 +497,7 @@ private:
 	u64 errors_expected_ = 0, enomem_ = 0, skipped_ = 0;
 	std::map<std::string, u64> counts_;
 	std::map<std::string, double> secs_;	// time spent per kind of op
+	size_t max_extents_ = 0, max_hats_seen_ = 0;
 };
 
 // ---------------------------------------------------------------- reporting
@@ -603,8 +610,26 @@ int Fuzzer::mut(unsigned long cmd, void* arg)
 	return err;
 }
 
+// The module's counters, or with --concurrent (other processes have hats
+// too) this process's share: its hats in debugfs and its VmLck (the pins
+// count against the opener's locked_vm).
 std::optional<std::map<std::string, u64>> Fuzzer::counters()
 {
+	if (cfg_.concurrent) {
+		std::map<std::string, u64> out;
+		out["hats_live"] = find_hat_gids(getpid(), 0).size();
+		std::string status;
+		if (read_file("/proc/self/status", status))
+			return std::nullopt;
+		for (const auto& [k, v] : parse_kv(status)) {
+			u64 kib;
+			if (k == "VmLck" && parse_u64(v, kib))
+				out["pinned_pages"] = kib * 1024 / P;
+		}
+		if (!out.count("pinned_pages"))
+			return std::nullopt;
+		return out;
+	}
 	std::vector<Stat> st;
 	if (read_stats(st))
 		return std::nullopt;
@@ -962,6 +987,11 @@ bool Fuzzer::check_walk(u32 hid, u64 lo, u64 hi, const char* why, u32 batch)
 
 bool Fuzzer::check_around(u32 hid, u64 va, u64 end, const char* why)
 {
+	// A WALK costs as much as many a cheap op: one change in three is
+	// walked at once; the full check every kFullCheckEvery ops sees the
+	// rest.
+	if (!rng_.chance(34))
+		return !failed_;
 	const u64 lo = va >= k2M ? (va & ~(k2M - 1)) - k2M : 0;
 	const u64 hi = end + 2 * k2M < end ? end_ : (end & ~(k2M - 1)) + 2 * k2M;
 	return check_walk(hid, lo, hi, why);
@@ -1233,19 +1263,21 @@ void Fuzzer::step()
 		const char* name;
 	};
 	const W ops[] = {
-		{hats_.size() < 2 ? 80u : hats_.size() < kMaxHats ? 12u : 1u, &Fuzzer::op_create, "create"},
-		{hats_.size() > 3 ? 8u : 2u, &Fuzzer::op_destroy, "destroy"},
-		{full ? 20u : 160u, &Fuzzer::op_map_user, "map_user"},
-		{full ? 5u : 60u, &Fuzzer::op_map_owned, "map_owned"},
-		{full ? 400u : 120u, &Fuzzer::op_unmap, "unmap"},
+		// Hats come and go less often than the rest: a HAT_DESTROY waits for
+		// debugfs readers, one of the slowest ioctls under TCG.
+		{hats_.size() < 2 ? 80u : hats_.size() < kMaxHats ? 5u : 1u, &Fuzzer::op_create, "create"},
+		{hats_.size() > 3 ? 4u : 1u, &Fuzzer::op_destroy, "destroy"},
+		{full ? 20u : 150u, &Fuzzer::op_map_user, "map_user"},
+		{full ? 5u : 50u, &Fuzzer::op_map_owned, "map_owned"},
+		{full ? 400u : 115u, &Fuzzer::op_unmap, "unmap"},
 		{50, &Fuzzer::op_protect, "protect"},
 		{45, &Fuzzer::op_lock, "lock"},
 		{40, &Fuzzer::op_share, "share"},
-		{130, &Fuzzer::op_job, "job"},
-		{130, &Fuzzer::op_translate, "translate"},
-		{45, &Fuzzer::op_walk, "walk"},
-		{12, &Fuzzer::op_reap, "reap"},
-		{15, &Fuzzer::op_abi, "abi"},
+		{100, &Fuzzer::op_job, "job"},
+		{150, &Fuzzer::op_translate, "translate"},
+		{50, &Fuzzer::op_walk, "walk"},
+		{10, &Fuzzer::op_reap, "reap"},
+		{20, &Fuzzer::op_abi, "abi"},
 	};
 	unsigned total = 0;
 	for (const W& w : ops)
@@ -1352,12 +1384,13 @@ void Fuzzer::op_map_user()
 	m.hat_id = h.id;
 	m.prot = pick_prot();
 	const unsigned ps = unsigned(rng_.below(100));
-	m.page_size = ps < 45 ? HTABLE_PAGE_AUTO : ps < 88 ? HTABLE_PAGE_4K : HTABLE_PAGE_2M;
+	// 2 MiB is 512 pages to pin and unpin one by one: the dearest MAP.
+	m.page_size = ps < 45 ? HTABLE_PAGE_AUTO : ps < 94 ? HTABLE_PAGE_4K : HTABLE_PAGE_2M;
 	u64 uoff;
 	// Large leaves: a 2 MiB aligned VA over 2 MiB aligned chunks of the
 	// THP buffer (whether they are huge pages decides).
 	const bool large = m.page_size == HTABLE_PAGE_2M || (m.page_size == HTABLE_PAGE_AUTO && thp_buf &&
-							      rng_.chance(30));
+							      rng_.chance(15));
 	if (large) {
 		const u64 chunks = b.size / k2M;
 		const u64 c = rng_.below(chunks);
@@ -1569,12 +1602,12 @@ void Fuzzer::op_map_owned()
 	m.prot = pick_prot();
 	m.flags = HTABLE_MAP_OWNED;
 	const unsigned ps = unsigned(rng_.below(100));
-	m.page_size = ps < 50 ? HTABLE_PAGE_AUTO : ps < 92 ? HTABLE_PAGE_4K : HTABLE_PAGE_2M;
+	m.page_size = ps < 50 ? HTABLE_PAGE_AUTO : ps < 95 ? HTABLE_PAGE_4K : HTABLE_PAGE_2M;
 	// 2 MiB of owned memory costs the module 512 pages to zero.
 	const bool big = owned_bytes() + 4 * k2M < kMaxOwnedBytes;
 	if (m.page_size == HTABLE_PAGE_2M && !big)
 		m.page_size = HTABLE_PAGE_4K;
-	if (m.page_size == HTABLE_PAGE_2M || (m.page_size == HTABLE_PAGE_AUTO && big && rng_.chance(10))) {
+	if (m.page_size == HTABLE_PAGE_2M || (m.page_size == HTABLE_PAGE_AUTO && big && rng_.chance(5))) {
 		m.va = near_va(h, k2M);
 		m.length = rng_.chance(85) ? k2M : 2 * k2M;
 	} else {
@@ -2035,7 +2068,7 @@ void Fuzzer::op_job()
 	}
 	j.seed = rng_.next();
 	const unsigned lc = unsigned(rng_.below(100));
-	u64 len = 8 * (1 + rng_.below(lc < 75 ? 512 : lc < 97 ? 2048 : 8192));
+	u64 len = 8 * (1 + rng_.below(lc < 80 ? 256 : lc < 97 ? 1024 : 4096));
 	j.va = near_va(*h, P) + (rng_.chance(40) ? 8 * rng_.below(P / 8) : 0);
 	if (j.op == HTABLE_JOB_VERIFY && !fills_.empty() && rng_.chance(60)) {
 		// Where a FILL went: VERIFY should find its pattern, unless
@@ -2231,8 +2264,9 @@ void Fuzzer::op_translate()
 			    "got: mapped %u pa 0x%llx prot %s page_size 0x%llx level %llu",
 			    l.mapped, l.mapped ? l.pa : 0, prot_string(l.mapped ? l.prot : 0).c_str(), ps,
 			    l.mapped ? l.level : 0, t.mapped, t.pa, prot_string(t.prot).c_str(), t.page_size, t.level);
-	if (l.mapped && l.kind == Kind::User) {
-		// And the byte really is that page of our memory now.
+	// And the byte really is that page of our memory now (one time in
+	// three: a read of pagemap costs as much as the TRANSLATE).
+	if (l.mapped && l.kind == Kind::User && rng_.chance(34)) {
 		std::string why;
 		const UserBuf& b = bufs_[l.space];
 		std::vector<u64> pfn;
@@ -2406,6 +2440,8 @@ int Fuzzer::run()
 	for (op_ = 0; op_ < cfg_.ops && !failed_; op_++) {
 		step();
 		done = op_ + 1;
+		max_extents_ = std::max(max_extents_, nr_extents());
+		max_hats_seen_ = std::max(max_hats_seen_, hats_.size());
 		if (!failed_ && done % kFullCheckEvery == 0)
 			full_check("periodic check");
 	}
@@ -2421,8 +2457,13 @@ int Fuzzer::run()
 	std::string by_op;
 	for (const auto& [name, t] : secs_)
 		by_op += fmt(" %s %.1f", name.c_str(), t);
-	std::printf("#%s\n# seconds by op:%s\n# %.0f ops/s\n", counts.c_str(), by_op.c_str(),
-		    done / std::max(op_secs, 1e-3));
+	struct rusage ru{};
+	getrusage(RUSAGE_SELF, &ru);
+	std::printf("#%s\n# seconds by op:%s\n# %.0f ops/s (%.1f s user, %.1f s system); at most %zu extents in "
+		    "%zu hats\n",
+		    counts.c_str(), by_op.c_str(), done / std::max(op_secs, 1e-3),
+		    ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6, ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+		    max_extents_, max_hats_seen_);
 
 	// 2: the final state, whole.
 	bool final_ok = false;
@@ -2459,8 +2500,9 @@ int Fuzzer::run()
 		}
 	}
 	const bool clean = after && destroyed && !leaks;
-	std::printf("%s 3 - counters back after destroying every hat and closing the fd:%s\n",
-		    clean ? "ok" : "not ok", after ? diff.c_str() : " (unreadable)");
+	std::printf("%s 3 - counters back after destroying every hat and closing the fd:%s%s\n",
+		    clean ? "ok" : "not ok", after ? diff.c_str() : " (unreadable)",
+		    cfg_.concurrent ? " (this process's: hats in debugfs, VmLck)" : "");
 	const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::printf("# reliability {\"test\":\"fuzz\",\"seed\":%llu,\"ops\":%llu,\"mismatches\":%d,"
 		    "\"errors_expected\":%llu,\"enomem\":%llu,\"inject_pct\":%u,\"seconds\":%.1f,\"leaks\":%llu}\n",
@@ -2479,6 +2521,10 @@ int cmd_fuzz(std::span<char*> args)
 		if (a == "--help" || a == "-h") {
 			std::fputs(kFuzzHelp, stdout);
 			return 0;
+		}
+		if (a == "--concurrent") {
+			cfg.concurrent = true;
+			continue;
 		}
 		u64 v = 0;
 		const bool has = i + 1 < args.size() && parse_u64(args[i + 1], v);

@@ -273,7 +273,7 @@ int read_param(const char* name, std::string& value);
 int write_param(const char* name, std::string_view value);
 
 // debugfs hats/<gid> directories: the gids of live hats owned by `pid`
-// with fd-local id `fd_id` (normally one).
+// with fd-local id `fd_id` (normally one; 0: all of them).
 std::vector<u32> find_hat_gids(pid_t pid, u32 fd_id);
 std::string hat_debugfs_dir(u32 gid);
 

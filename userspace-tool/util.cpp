@@ -320,7 +320,7 @@ std::vector<u32> find_hat_gids(pid_t pid, u32 fd_id)
 			if (k == "owner_pid")
 				pid_ok = v == std::to_string(pid);
 			else if (k == "fd_id")
-				id_ok = v == std::to_string(fd_id);
+				id_ok = !fd_id || v == std::to_string(fd_id);
 		}
 		if (pid_ok && id_ok)
 			gids.push_back(u32(gid));
