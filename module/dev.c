@@ -234,7 +234,14 @@ static int ioc_version(struct htable_version *v)
 	return 0;
 }
 
-static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
+/*
+ * On success *out holds a reference of the caller's own on the new hat, which
+ * is already visible to other threads of this file under its id: the
+ * dispatcher drops that reference once the id has reached the caller, or
+ * takes the hat back if it could not (htable_hat_create_undo()).
+ */
+static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c,
+			  struct fd_hat **out)
 {
 	struct fd_hat *fh;
 	u32 id;
@@ -242,9 +249,18 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 
 	if ((c->flags & ~HTABLE_HAT_COPIED_TOP) || c->__pad)
 		return -EINVAL;
+	/* The cap first, so that a refused create allocates nothing. */
+	mutex_lock(&hf->lock);
+	err = hf->nr_hats >= max_hats_per_fd ? -ENOSPC : 0;
+	if (!err)
+		hf->nr_hats++;	/* a slot, held until the hat is in or given up */
+	mutex_unlock(&hf->lock);
+	if (err)
+		return err;
+	err = -ENOMEM;
 	fh = kzalloc(sizeof(*fh), GFP_KERNEL_ACCOUNT);
 	if (!fh)
-		return -ENOMEM;
+		goto unslot;
 	kref_init(&fh->kref);
 	mutex_init(&fh->lock);
 	INIT_LIST_HEAD(&fh->regions);
@@ -256,7 +272,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	if (err) {
 		mutex_destroy(&fh->lock);
 		kfree(fh);
-		return err;
+		goto unslot;
 	}
 	/*
 	 * The kernel half is copied once: on x86-64 the kernel's top-level
@@ -267,27 +283,55 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	if (!htable_hat_copied_top(fh->hat))
 		htable_hat_copy_kernel_half(fh->hat, htable_arch_kernel_top());
 
+	/*
+	 * Once in the xarray another thread may destroy the hat by guessing
+	 * its id: our own reference keeps it alive for the rest of the call.
+	 */
 	mutex_lock(&hf->lock);
-	if (hf->nr_hats >= max_hats_per_fd) {
-		err = -ENOSPC;
-	} else {
-		err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, GFP_KERNEL);
-		if (err == -EBUSY)
-			err = -ENOSPC;
-	}
+	err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, GFP_KERNEL_ACCOUNT);
 	if (!err) {
 		fh->id = id;
-		hf->nr_hats++;
+		kref_get(&fh->kref);
+	} else {
+		hf->nr_hats--;
 	}
 	mutex_unlock(&hf->lock);
 	if (err) {
 		fd_hat_put(fh);
-		return err;
+		return err == -EBUSY ? -ENOSPC : err;
 	}
 	htable_debugfs_hat_add(fh);
 	c->hat_id = id;
 	c->levels = htable_hat_levels(fh->hat);
+	*out = fh;
 	return 0;
+
+unslot:
+	mutex_lock(&hf->lock);
+	hf->nr_hats--;
+	mutex_unlock(&hf->lock);
+	return err;
+}
+
+/*
+ * The id of a new hat could not be written back: the caller cannot know it,
+ * so the hat must not stay (it would hold a slot of max_hats_per_fd and its
+ * memory until close).  Only if the id still names it: another thread may
+ * have destroyed it already and got the id again for a hat of its own.
+ */
+static void htable_hat_create_undo(struct htable_file *hf, struct fd_hat *fh)
+{
+	bool erased;
+
+	mutex_lock(&hf->lock);	/* every change to hf->hats is made under it */
+	erased = xa_load(&hf->hats, fh->id) == fh;
+	if (erased) {
+		xa_erase(&hf->hats, fh->id);
+		hf->nr_hats--;
+	}
+	mutex_unlock(&hf->lock);
+	if (erased)
+		fd_hat_put(fh);
 }
 
 static int ioc_hat_destroy(struct htable_file *hf, struct htable_hat_destroy *d)
@@ -790,6 +834,7 @@ static long htable_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct htable_file *hf = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	const struct htable_ioc_desc *d;
+	struct fd_hat *created = NULL;
 	union htable_ioc_arg a;
 	size_t usize = _IOC_SIZE(cmd);
 	unsigned int nr = _IOC_NR(cmd);
@@ -820,7 +865,7 @@ static long htable_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		err = ioc_version(&a.version);
 		break;
 	case _IOC_NR(HTABLE_IOC_HAT_CREATE):
-		err = ioc_hat_create(hf, &a.create);
+		err = ioc_hat_create(hf, &a.create, &created);
 		break;
 	case _IOC_NR(HTABLE_IOC_HAT_DESTROY):
 		err = ioc_hat_destroy(hf, &a.destroy);
@@ -862,12 +907,16 @@ static long htable_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return err;
 	if (_IOC_DIR(cmd) & _IOC_READ) {
 		/* An older caller gets the prefix it knows; a newer one zeroes. */
-		if (usize > d->ksize && clear_user(uarg + d->ksize, usize - d->ksize))
-			return -EFAULT;
-		if (copy_to_user(uarg, &a, min(usize, d->ksize)))
-			return -EFAULT;
+		if ((usize > d->ksize && clear_user(uarg + d->ksize, usize - d->ksize)) ||
+		    copy_to_user(uarg, &a, min(usize, d->ksize)))
+			err = -EFAULT;
 	}
-	return 0;
+	if (created) {
+		if (err)
+			htable_hat_create_undo(hf, created);
+		fd_hat_put(created);
+	}
+	return err;
 }
 
 static const struct file_operations htable_fops = {
