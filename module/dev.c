@@ -34,6 +34,15 @@ module_param(max_tables_per_fd, ulong, 0644);
 MODULE_PARM_DESC(max_tables_per_fd,
 		 "page tables the hats of one open file may hold before MAP fails with ENOSPC (default 1M)");
 
+/*
+ * What an ioctl allocates on its caller's behalf (owned memory, the
+ * bookkeeping of a MAP): charged to the caller's memory cgroup, and when
+ * that cgroup (or the machine) is out of memory the call fails with ENOMEM
+ * -- no OOM kill for a request that can simply be refused, and no warning
+ * for a size the caller chose (BPF maps do the same).
+ */
+#define HTABLE_GFP_CALLER (GFP_KERNEL_ACCOUNT | __GFP_NOWARN | __GFP_RETRY_MAYFAIL)
+
 /* A file descriptor's hats, by id (1..). */
 struct htable_file {
 	struct mutex lock;		/* hats: insert/erase */
@@ -148,7 +157,7 @@ static struct fd_hat *fd_hat_get(struct htable_file *hf, u32 id)
 
 static int htable_open(struct inode *inode, struct file *file)
 {
-	struct htable_file *hf = kzalloc(sizeof(*hf), GFP_KERNEL);
+	struct htable_file *hf = kzalloc(sizeof(*hf), GFP_KERNEL_ACCOUNT);
 
 	if (!hf)
 		return -ENOMEM;
@@ -258,7 +267,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c,
 	if (err)
 		return err;
 	err = -ENOMEM;
-	fh = kzalloc(sizeof(*fh), GFP_KERNEL_ACCOUNT);
+	fh = kzalloc(sizeof(*fh), HTABLE_GFP_CALLER);
 	if (!fh)
 		goto unslot;
 	kref_init(&fh->kref);
@@ -288,7 +297,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c,
 	 * its id: our own reference keeps it alive for the rest of the call.
 	 */
 	mutex_lock(&hf->lock);
-	err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, GFP_KERNEL_ACCOUNT);
+	err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, HTABLE_GFP_CALLER);
 	if (!err) {
 		fh->id = id;
 		kref_get(&fh->kref);
@@ -376,7 +385,7 @@ static int map_pinned(struct fd_hat *fh, u64 va, u64 length, u64 size, u32 prot,
 	hx_paddr_t *pas;
 	int err = 0;
 
-	pas = kvmalloc_array(npages, sizeof(*pas), GFP_KERNEL);
+	pas = kvmalloc_array(npages, sizeof(*pas), HTABLE_GFP_CALLER);
 	if (!pas)
 		return -ENOMEM;
 	while (i < npages && !err) {
@@ -434,13 +443,18 @@ static int map_user(struct htable_file *hf, struct fd_hat *fh, struct htable_map
 
 	if (!hf->mm || hf->mm != current->mm)
 		return -EFAULT;	/* only the opener's own memory */
-	r->pages = kvmalloc_array(npages, sizeof(*r->pages), GFP_KERNEL_ACCOUNT);
-	if (!r->pages)
-		return -ENOMEM;
-	/* Long-term pins count against RLIMIT_MEMLOCK, as for VFIO or io_uring. */
+	/*
+	 * Long-term pins count against RLIMIT_MEMLOCK, as for VFIO or io_uring;
+	 * checked first, so that the limit also bounds the array below.
+	 */
 	err = account_locked_vm(hf->mm, npages, true);
 	if (err)
 		return err;
+	r->pages = kvmalloc_array(npages, sizeof(*r->pages), HTABLE_GFP_CALLER);
+	if (!r->pages) {
+		account_locked_vm(hf->mm, npages, false);
+		return -ENOMEM;
+	}
 	/*
 	 * Long-term pin, writable: a job may write through our tables at any
 	 * time, and FOLL_LONGTERM keeps the pages out of ZONE_MOVABLE/CMA.
@@ -480,14 +494,14 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 	r->owned = true;
 	r->order = ilog2(leaf) - PAGE_SHIFT;
 	r->nr = m->length / leaf;
-	r->pages = kvcalloc(r->nr, sizeof(*r->pages), GFP_KERNEL_ACCOUNT);
-	r->mapped4k = kvcalloc(r->nr, sizeof(*r->mapped4k), GFP_KERNEL_ACCOUNT);
-	pas = kvmalloc_array(r->nr, sizeof(*pas), GFP_KERNEL);
+	r->pages = kvcalloc(r->nr, sizeof(*r->pages), HTABLE_GFP_CALLER);
+	r->mapped4k = kvcalloc(r->nr, sizeof(*r->mapped4k), HTABLE_GFP_CALLER);
+	pas = kvmalloc_array(r->nr, sizeof(*pas), HTABLE_GFP_CALLER);
 	err = -ENOMEM;
 	if (!r->pages || !r->mapped4k || !pas)
 		goto out;
 	for (i = 0; i < r->nr; i++) {
-		r->pages[i] = alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN, r->order);
+		r->pages[i] = alloc_pages(HTABLE_GFP_CALLER | __GFP_ZERO, r->order);
 		if (!r->pages[i])
 			goto out;
 		r->mapped4k[i] = leaf >> PAGE_SHIFT;
@@ -537,7 +551,7 @@ static int ioc_map(struct htable_file *hf, struct htable_map *m)
 		fd_hat_put(fh);
 		return -ENOSPC;
 	}
-	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	r = kzalloc(sizeof(*r), HTABLE_GFP_CALLER);
 	if (!r) {
 		fd_hat_put(fh);
 		return -ENOMEM;

@@ -13,8 +13,13 @@ void *hx_alloc_pages(unsigned int order, unsigned int flags)
 	struct page *page;
 
 	gfp |= __GFP_ZERO | __GFP_NOWARN;
+	/*
+	 * Page tables made for a caller are charged to its memory cgroup; at
+	 * the cgroup's limit the core falls back to its reserve and to
+	 * stealing, then fails the call with ENOMEM: no OOM kill.
+	 */
 	if (flags & HX_ALLOC_ACCOUNT)
-		gfp |= __GFP_ACCOUNT;
+		gfp |= __GFP_ACCOUNT | __GFP_RETRY_MAYFAIL;
 	page = alloc_pages(gfp, order);
 	return page ? page_address(page) : NULL;
 }
@@ -34,14 +39,20 @@ void *hx_phys_to_virt(hx_paddr_t pa)
 	return __va(pa);
 }
 
+/*
+ * The core's bookkeeping (tables, extents, per-page arrays): charged like the
+ * tables, and refused like them -- the core fails the call cleanly on NULL.
+ */
+#define HX_GFP_CALLER (GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
+
 void *hx_kzalloc(hx_size_t size)
 {
-	return kzalloc(size, GFP_KERNEL);
+	return kzalloc(size, HX_GFP_CALLER);
 }
 
 void *hx_kvzalloc(hx_size_t size)
 {
-	return kvzalloc(size, GFP_KERNEL);
+	return kvzalloc(size, HX_GFP_CALLER);
 }
 
 void hx_kfree(const void *p)
