@@ -3,16 +3,15 @@
 // selftest: the ioctls of ABI 1.0 (VERSION, HAT_CREATE/DESTROY, MAP, UNMAP,
 // TRANSLATE, JOB FILL/VERIFY/CHECKSUM) doing what they should.  What they
 // refuse (command numbers, argument sizes, must-be-zero fields, bad
-// ranges...) is selftest_badinput's table.
+// ranges...) is selftest_badinput's table; permissions are in
+// selftest_security.
 #include "selftest.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <cerrno>
 #include <chrono>
-#include <linux/capability.h>
 #include <set>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -44,69 +43,6 @@ void t_version(Ctx& c, T& t)
 	htable_version again{};
 	if (t.want_ok(c.dev.version(again), "second VERSION"))
 		t.check(!std::memcmp(&again, &v, sizeof(v)), "two VERSION calls disagree");
-}
-
-// A child without CAP_SYS_ADMIN in its effective set uses the same open
-// file (and so the same hats) as the parent.
-void t_eperm(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	std::fflush(stdout);
-	pid_t pid = fork();
-	if (pid < 0) {
-		t.check(false, "fork: %s", std::strerror(errno));
-		return;
-	}
-	if (pid == 0) {
-		if (drop_caps({CAP_SYS_ADMIN}, false) != 0)
-			_exit(3);
-		T ct;
-		htable_version v{};
-		htable_hat_create hc{};
-		htable_translate tr{};
-		htable_job j{};
-		const u32 id = f->id();
-		ct.want_err(c.dev.version(v), EPERM, "VERSION without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.hat_create(hc), EPERM, "HAT_CREATE without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.map(id, f->va + P, f->buf.data(), P), EPERM, "MAP without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.translate(id, f->va, tr), EPERM, "TRANSLATE without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.job(id, HTABLE_JOB_FILL, f->va, P, 1, HTABLE_JOB_ANY_CPU, j), EPERM,
-			    "JOB without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.unmap(id, f->va, P), EPERM, "UNMAP without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.map_owned(id, f->va + P, P), EPERM, "MAP owned without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.protect(id, f->va, P, HTABLE_PROT_READ), EPERM,
-			    "PROTECT without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.lock(id, f->va, P, true), EPERM, "LOCK without CAP_SYS_ADMIN");
-		std::vector<htable_walk_entry> w;
-		ct.want_err(c.dev.walk_all(id, f->va, f->va + P, w), EPERM, "WALK without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.share(id, id + 1, f->va, 0), EPERM, "SHARE without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.reap(1000), EPERM, "REAP without CAP_SYS_ADMIN");
-		htable_stats st{};
-		ct.want_err(c.dev.stats(st), EPERM, "STATS without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.hat_destroy(id), EPERM, "HAT_DESTROY without CAP_SYS_ADMIN");
-		std::fflush(stdout);
-		_exit(ct.ok() ? 0 : 1);
-	}
-	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-		t.fail("child could not drop CAP_SYS_ADMIN (capget/capset failed)");
-	else
-		t.check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			"child without CAP_SYS_ADMIN: wait status 0x%x", status);
-	// the refused calls changed nothing
-	htable_translate tr{};
-	if (want_mapped(c, t, f->id(), f->va, true, &tr))
-		t.check(tr.prot == kProtRW || tr.prot == HTABLE_PROT_ALL,
-			"refused PROTECT changed prot to %s", prot_string(tr.prot).c_str());
-	want_mapped(c, t, f->id(), f->va + P, false);
-	std::vector<htable_walk_entry> w;
-	if (t.want_ok(c.dev.walk_all(f->id(), f->va, f->va + P, w), "WALK"))
-		t.check(w.size() == 1 && !(w[0].flags & HTABLE_WALK_LOCKED), "refused LOCK locked the page");
-	t.check(all_equal(f->buf.span(0, P), 0), "refused FILL job wrote to the buffer");
 }
 
 void t_create_destroy(Ctx& c, T& t)
@@ -749,7 +685,6 @@ std::vector<Case> basic_cases()
 {
 	return {
 	{"version: abi 1, levels 4/5, user_va_end, 4K page size, LA57 bit, nr_cpus", t_version},
-	{"permissions: without CAP_SYS_ADMIN every ioctl gives EPERM", t_eperm},
 	{"hat: create gives id > 0 and levels == paging_levels, destroy works", t_create_destroy},
 	{"hat: destroy twice gives ENOENT", t_destroy_twice},
 	{"job: the 88-byte ABI 1.0 struct works and gets its prefix back", t_job_abi10},
