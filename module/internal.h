@@ -41,6 +41,11 @@ int htable_run_job(struct htable_hat *hat, struct htable_job *job);
 int htable_dev_init(void);
 void htable_dev_exit(void);
 
+/* shim_mm.c: the module's memory, counted (debugfs pages_live, objects_live) */
+int htable_mem_init(void);
+void htable_mem_exit(void);
+void htable_pages_account(long nr);
+
 /* shrinker.c */
 int htable_shrinker_init(void);
 void htable_shrinker_exit(void);
