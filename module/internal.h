@@ -3,6 +3,7 @@
 #ifndef HTABLE_MODULE_INTERNAL_H
 #define HTABLE_MODULE_INTERNAL_H
 
+#include <linux/atomic.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -33,6 +34,10 @@ struct fd_hat {
 };
 
 void fd_hat_put(struct fd_hat *fh);
+
+/* runner.c: window durations in log2 buckets of microseconds */
+#define HTABLE_WINDOW_BUCKETS 16
+extern atomic64_t htable_window_hist[HTABLE_WINDOW_BUCKETS];
 
 /* runner.c; also exported to the KUnit suites */
 int htable_run_job(struct htable_hat *hat, struct htable_job *job);

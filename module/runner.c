@@ -37,6 +37,8 @@
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
+#include <linux/atomic.h>
+#include <linux/bitops.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -47,6 +49,20 @@
 /* Reloads of one page before it counts as a fault: a steal may race. */
 #define HTABLE_FAULT_RETRIES	3
 #define HTABLE_MAX_SLICES	64
+
+/*
+ * How long windows last, for the bound documented above: bucket 0 counts
+ * windows under 1 µs (2^10 ns), bucket b those in [2^(b-1), 2^b) µs, the
+ * last one everything longer.  debugfs window_hist.
+ */
+atomic64_t htable_window_hist[HTABLE_WINDOW_BUCKETS];
+
+static void note_window(u64 ns)
+{
+	unsigned int b = min_t(unsigned int, fls64(ns >> 10), HTABLE_WINDOW_BUCKETS - 1);
+
+	atomic64_inc(&htable_window_hist[b]);
+}
 
 /* ---- the per-CPU runners ----------------------------------------------------- */
 
@@ -199,6 +215,7 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 
 	s->windows++;
 	s->max_window_ns = max(s->max_window_ns, dt);
+	note_window(dt);
 	return faulted;
 }
 

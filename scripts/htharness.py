@@ -184,6 +184,9 @@ say HTABLE-INFO-END
 say HTABLE-STATS-BEGIN
 cat /sys/kernel/debug/htable/stats > $mark
 say HTABLE-STATS-END
+say HTABLE-WINDOWS-BEGIN
+cat /sys/kernel/debug/htable/window_hist > $mark
+say HTABLE-WINDOWS-END
 if ! rmmod htable; then say HTABLE-RMMOD-FAILED; fi
 if [ -f /sys/kernel/debug/kmemleak ]; then
 	# Two scans: an object is reported only once it stayed unreferenced
@@ -445,6 +448,8 @@ def run_config(kernel_name, levels, pti, cpus, mem=1024, mode="test", timeout=60
                             "shrinker_calls", "shrinker_freed", "tables_live", "pages_live",
                             "objects_live")
                            if stats.get(k, "").isdigit()}
+    hist = [l.split() for l in (section(results, "WINDOWS") or "").splitlines()]
+    res["module_stats"]["window_hist"] = {k: int(v) for k, v in hist if v.isdigit()}
     reports = kernel_reports(console, results)
     res["kernel_reports"] = len(reports)
     res["ok"] = (not problems and not reports
