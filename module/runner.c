@@ -26,8 +26,10 @@
  *
  * Bound: a window copies at most HTABLE_WINDOW_BYTES (16 KiB, four pages)
  * between a kernel buffer and the hat (COPY: 8 KiB each way); the longest
- * window is measured and reported per job and in debugfs (max_window_ns).
- * Under QEMU TCG it is a few hundred microseconds; on hardware a few.
+ * window is measured and reported per job and in debugfs (max_window_ns,
+ * and the window_hist histogram).  Under QEMU TCG almost all windows take
+ * under 256 µs, with a tail that is the host descheduling the vCPU; on
+ * hardware a few microseconds.  See docs/ARCHITECTURE.md.
  */
 #include <linux/completion.h>
 #include <linux/cpu.h>
