@@ -5,6 +5,7 @@
  *   info      the mode the module runs in (the test harness checks it)
  *   reserve   the reserve: pages held and target
  *   tunables  "reserve_amount N" (writable: "reserve_amount 300")
+ *   window_hist  how long CR3 windows lasted: "lt_<N>us count" lines, log2
  *   hats/<gid>/info, dump, ptes   one directory per live hat
  * Everything is removed on unload; a hat's directory with the hat.
  */
@@ -59,6 +60,19 @@ static int stats_show(struct seq_file *m, void *v)
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(stats);
+
+static int window_hist_show(struct seq_file *m, void *v)
+{
+	int b;
+
+	for (b = 0; b < HTABLE_WINDOW_BUCKETS - 1; b++)
+		seq_printf(m, "lt_%luus %lld\n", 1ul << b,
+			   (long long)atomic64_read(&htable_window_hist[b]));
+	seq_printf(m, "ge_%luus %lld\n", 1ul << (HTABLE_WINDOW_BUCKETS - 2),
+		   (long long)atomic64_read(&htable_window_hist[b]));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(window_hist);
 
 static int info_show(struct seq_file *m, void *v)
 {
@@ -220,6 +234,7 @@ void htable_debugfs_init(void)
 	debugfs_create_file("info", 0400, htable_debugfs_dir, NULL, &info_fops);
 	debugfs_create_file("reserve", 0400, htable_debugfs_dir, NULL, &reserve_fops);
 	debugfs_create_file("tunables", 0600, htable_debugfs_dir, NULL, &tunables_fops);
+	debugfs_create_file("window_hist", 0400, htable_debugfs_dir, NULL, &window_hist_fops);
 	htable_hats_dir = debugfs_create_dir("hats", htable_debugfs_dir);
 }
 

@@ -95,6 +95,7 @@ static unsigned long region_release(struct htable_file *hf, struct region *r, u6
 			r->live--;
 			unpinned++;
 		} else if (--r->mapped4k[i] == 0) {
+			htable_pages_account(-(1L << r->order));
 			__free_pages(r->pages[i], r->order);
 			r->pages[i] = NULL;
 			r->live--;
@@ -504,6 +505,7 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 		r->pages[i] = alloc_pages(HTABLE_GFP_CALLER | __GFP_ZERO, r->order);
 		if (!r->pages[i])
 			goto out;
+		htable_pages_account(1L << r->order);
 		r->mapped4k[i] = leaf >> PAGE_SHIFT;
 		pas[i] = page_to_phys(r->pages[i]);
 	}
@@ -513,8 +515,11 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 out:
 	if (err && r->pages)
 		for (i = 0; i < r->nr; i++)
-			if (r->pages[i])
+			if (r->pages[i]) {
+				htable_pages_account(-(1L << r->order));
 				__free_pages(r->pages[i], r->order);
+				r->pages[i] = NULL;
+			}
 	kvfree(pas);
 	return err;
 }
