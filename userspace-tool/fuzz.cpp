@@ -39,6 +39,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <map>
 #include <memory>
@@ -172,19 +173,30 @@ public:
 		fd_ = ::open("/proc/thread-self/make-it-fail", O_WRONLY | O_CLOEXEC);
 		if (fd_ < 0)
 			return std::string("/proc/thread-self/make-it-fail: ") + std::strerror(errno);
-		for (const auto& [name, value] : knobs) {
-			const std::string path = std::string("/sys/kernel/debug/") + name;
-			std::string old;
-			if (int err = read_file(path, old))
-				return path + ": " + std::strerror(err);
-			while (!old.empty() && (old.back() == '\n' || old.back() == ' '))
-				old.pop_back();
-			saved_.push_back({path, old});
-			if (int err = write_file(path, value))
-				return path + " = " + value + ": " + std::strerror(err);
+		for (const auto& [name, value] : knobs)
+			if (std::string err = set(std::string("/sys/kernel/debug/") + name, value); !err.empty())
+				return err;
+		// cache-filter: only the caches marked fail, which are the core's
+		// own (module/shim_mm.c): kmalloc's belong to everyone.
+		caches_ = 0;
+		if (DIR* d = ::opendir("/sys/kernel/slab")) {
+			while (struct dirent* e = ::readdir(d)) {
+				if (std::strncmp(e->d_name, "htable-", 7))
+					continue;
+				const std::string path = std::string("/sys/kernel/slab/") + e->d_name + "/failslab";
+				if (std::string err = set(path, "1"); !err.empty()) {
+					::closedir(d);
+					return err;
+				}
+				caches_++;
+			}
+			::closedir(d);
 		}
 		return "";
 	}
+
+	// The module's slab caches failslab may fail (0: only pages can).
+	unsigned caches() const { return caches_; }
 
 	void restore()
 	{
@@ -202,18 +214,33 @@ public:
 	}
 
 	bool active() const { return fd_ >= 0; }
-	void on() { set('1'); }
-	void off() { set('0'); }
+	void on() { make_it_fail('1'); }
+	void off() { make_it_fail('0'); }
 
 private:
-	void set(char c)
+	void make_it_fail(char c)
 	{
 		if (fd_ >= 0 && ::pwrite(fd_, &c, 1, 0) != 1)
 			std::fprintf(stderr, "htablectl fuzz: make-it-fail: %s\n", std::strerror(errno));
 	}
 
+	// Saves a knob, then sets it.  Empty on success.
+	std::string set(const std::string& path, const std::string& value)
+	{
+		std::string old;
+		if (int err = read_file(path, old))
+			return path + ": " + std::strerror(err);
+		while (!old.empty() && (old.back() == '\n' || old.back() == ' '))
+			old.pop_back();
+		saved_.push_back({path, old});
+		if (int err = write_file(path, value))
+			return path + " = " + value + ": " + std::strerror(err);
+		return "";
+	}
+
 	std::vector<std::pair<std::string, std::string>> saved_;
 	int fd_ = -1;
+	unsigned caches_ = 0;
 };
 
 // ---------------------------------------------------------------- the model
@@ -1309,7 +1336,7 @@ void Fuzzer::op_create()
 	if (bad)
 		w.err = EINVAL;
 	else if (hats_.size() >= max_hats_)
-		w = {ENOSPC, true};
+		w.err = ENOSPC;	// checked before anything is allocated
 	else
 		w.late = true;
 	note("create flags 0x%x pad %u", c.flags, c.__pad);
@@ -1390,19 +1417,30 @@ void Fuzzer::op_map_user()
 	// Large leaves: a 2 MiB aligned VA over 2 MiB aligned chunks of the
 	// THP buffer (whether they are huge pages decides).
 	const bool large = m.page_size == HTABLE_PAGE_2M || (m.page_size == HTABLE_PAGE_AUTO && thp_buf &&
-							      rng_.chance(15));
+							      rng_.chance(25));
 	if (large) {
 		const u64 chunks = b.size / k2M;
 		const u64 c = rng_.below(chunks);
 		uoff = c * k2M;
 		m.length = std::min<u64>(chunks - c, rng_.chance(75) ? 1 : 2) * k2M;
-		if (m.page_size == HTABLE_PAGE_AUTO && rng_.chance(40))
-			m.length = std::min<u64>(b.size - uoff, m.length + rng_.small(16) * P);
 		m.va = near_va(h, k2M);
+		// AUTO: 4 KiB leaves before and after the large ones, so that a
+		// MAP is several runs, and a failure in a later one undoes the
+		// earlier ones.
+		if (m.page_size == HTABLE_PAGE_AUTO && rng_.chance(50))
+			m.length = std::min<u64>(b.size - uoff, m.length + rng_.small(16) * P);
+		if (m.page_size == HTABLE_PAGE_AUTO && uoff && m.va >= k2M && rng_.chance(50)) {
+			const u64 before = rng_.small(16) * P;
+			uoff -= before;
+			m.va -= before;
+			m.length += before;
+		}
 	} else {
 		// Now and then more than 512 pages: the module's page arrays are
 		// then more than a page, which kvmalloc() may vmalloc().
-		const u64 pages = rng_.chance(95) ? rng_.small(16) : rng_.chance(80) ? rng_.small(128) : 513 + rng_.below(512);
+		const u64 pages = rng_.chance(95)   ? rng_.small(16)
+				  : rng_.chance(80) ? rng_.small(128)
+						    : 513 + rng_.below(512);
 		uoff = rng_.below(b.size / P - std::min<u64>(pages, b.size / P - 1)) * P;
 		m.length = std::min<u64>(pages * P, b.size - uoff);
 		m.va = near_va(h, P);
@@ -1456,10 +1494,10 @@ void Fuzzer::op_map_user()
 	Want w{map_args(m)};
 	std::vector<Run> runs;
 	const u8* ua = reinterpret_cast<const u8*>(uintptr_t(m.uaddr));
-	if (!w.err && (ua < b.base() || ua + m.length > b.base() + b.size)) {
-		// Not all ours (pinning stops at the guard).  A range too long
-		// for the module to hold its page array fails before pinning.
-		w = {EFAULT, true, m.length >= (1ull << 40) ? ENOMEM : -1};
+	if (!w.err && m.length >= (1ull << 40)) {
+		w.err = ENOMEM;	// no array of 8 bytes a page for it: before pinning
+	} else if (!w.err && (ua < b.base() || ua + m.length > b.base() + b.size)) {
+		w = {EFAULT, true};	// not all ours: pinning stops at the guard
 	} else if (!w.err) {
 		w.late = true;
 		// The physical pages now (pinning keeps them): where they are
@@ -2434,6 +2472,8 @@ int Fuzzer::run()
 			std::printf("Bail out! fault injection: %s\n", err.c_str());
 			return 1;
 		}
+		std::printf("# injecting %u%% failures: fail_page_alloc, and failslab on %u htable-* caches\n",
+			    cfg_.inject, inject_.caches());
 	}
 
 	u64 done = 0;
