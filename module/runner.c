@@ -137,6 +137,18 @@ static size_t page_chunk(u64 va, size_t len, size_t off)
 }
 
 /*
+ * A piece: what one copy touches, in one page of the source and (COPY) one
+ * page of the destination, so that a fault names one page to reload and a
+ * piece that faults has written nothing.
+ */
+static size_t piece_len(u64 va, u64 dst, size_t len, size_t off)
+{
+	size_t n = page_chunk(va, len, off);
+
+	return dst ? min(n, page_chunk(dst, len, off)) : n;
+}
+
+/*
  * One window: for each page piece of [va, va + len) whose bit is set in
  * @todo, copy between s->buf + its offset and the hat (COPY: from va into
  * the buffer, then from the buffer to the matching dst piece).  Returns the
@@ -169,7 +181,7 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 	saved = htable_arch_cr3_switch(top);
 
 	while (off < len) {
-		size_t chunk = page_chunk(va, len, off);
+		size_t chunk = piece_len(va, dst, len, off);
 		unsigned long left = 0;
 
 		if (todo & (1ul << i)) {
@@ -204,9 +216,11 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 
 /*
  * A window over [va, va + len); pieces that fault are reloaded from the
- * record and tried again in a new window, a bounded number of times (a
- * steal may take the table again in between).  Returns the pieces that
- * still fault: holes.
+ * record and tried again in a new window.  A steal may take the table again
+ * between the reload and the window (they share no lock), so the last try
+ * holds steals off across both (htable_steal_hold()): a piece that still
+ * faults then has no translation the job may use -- a hole, or a write to a
+ * read-only page.  Returns those pieces.
  */
 static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, size_t len,
 					    bool to_hat)
@@ -214,13 +228,16 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 	unsigned long faulted = run_window(s, va, dst, len, ~0ul, to_hat);
 	int tries;
 
-	for (tries = 0; faulted && tries < HTABLE_FAULT_RETRIES; tries++) {
+	for (tries = 0; faulted && tries <= HTABLE_FAULT_RETRIES; tries++) {
+		bool hold = tries == HTABLE_FAULT_RETRIES;
 		unsigned long retry = 0;
 		size_t off = 0;
 		int i = 0;
 
+		if (hold)
+			htable_steal_hold(1);
 		while (off < len) {
-			size_t chunk = page_chunk(va, len, off);
+			size_t chunk = piece_len(va, dst, len, off);
 
 			if (faulted & (1ul << i)) {
 				bool ok = htable_hat_fault(s->hat, va + off) == 0;
@@ -236,21 +253,25 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 			off += chunk;
 			i++;
 		}
+		if (retry)
+			faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
+		if (hold)
+			htable_steal_hold(0);
 		if (!retry)
 			break;
-		faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
 	}
 	return faulted;
 }
 
-static void account(struct slice *s, u64 va, size_t len, unsigned long faulted, u64 joff)
+static void account(struct slice *s, u64 va, u64 dst, size_t len, unsigned long faulted,
+		    u64 joff)
 {
 	const struct htable_job *job = s->job;
 	size_t off = 0;
 	int i = 0;
 
 	while (off < len) {
-		size_t chunk = page_chunk(va, len, off);
+		size_t chunk = piece_len(va, dst, len, off);
 
 		if (faulted & (1ul << i)) {
 			s->faults++;
@@ -288,7 +309,8 @@ static void run_stream(struct slice *s)
 		u64 joff = s->off + done;
 		u64 va = job->va + joff;
 		u64 dst = job->op == HTABLE_JOB_COPY ? job->dst_va + joff : 0;
-		size_t len = min_t(u64, s->len - done, max);
+		/* Windows end on page boundaries: a page is never two pieces of a slice. */
+		size_t len = min_t(u64, s->len - done, max - (va & ~PAGE_MASK));
 		bool fill = job->op == HTABLE_JOB_FILL;
 		unsigned long faulted;
 
@@ -299,7 +321,7 @@ static void run_stream(struct slice *s)
 				s->buf[k] = htable_pattern_byte(job->seed, joff + k);
 		}
 		faulted = run_window_with_reload(s, va, dst, len, fill);
-		account(s, va, len, faulted, joff);
+		account(s, va, dst, len, faulted, joff);
 		done += len;
 		cond_resched();
 	}
