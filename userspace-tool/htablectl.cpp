@@ -9,6 +9,7 @@
 //   htablectl reap [N]        give page tables back, as the shrinker would
 //   htablectl shell           one ioctl per line, interactive or scripted
 //   htablectl pressure        memory-pressure test (TAP)
+//   htablectl stress          concurrency stress test (TAP)
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 #include "htablectl.hpp"
@@ -260,6 +261,7 @@ static const char kUsage[] =
 	"  reap [N]          give up to N page tables back (as the shrinker would)\n"
 	"  shell             run ioctls from a prompt or a script on stdin\n"
 	"  pressure          memory-pressure test for a small machine (TAP)\n"
+	"  stress            processes on every CPU against reaping and the shrinker (TAP)\n"
 	"  help [command]    show this text or a command's help\n"
 	"\n"
 	"Every command accepts --help.  /dev/htable needs root (CAP_SYS_ADMIN).\n"
@@ -278,6 +280,7 @@ const Command kCommands[] = {
 	{"reap", htable::cmd_reap},
 	{"shell", htable::cmd_shell},
 	{"pressure", htable::cmd_pressure},
+	{"stress", htable::cmd_stress},
 };
 
 const Command* find_command(const char* name)

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdarg>
 #include <cstdlib>
 #include <dirent.h>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace htable {
@@ -431,38 +434,44 @@ std::optional<u64> pagemap_pfn(const void* addr, std::string* why)
 	return pfn;
 }
 
+bool pagemap_pfns(const void* addr, size_t pages, std::vector<u64>& out, std::string* why)
+{
+	auto fail = [&](std::string reason) {
+		if (why)
+			*why = std::move(reason);
+		return false;
+	};
+	out.assign(pages, 0);
+	int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(std::string("/proc/self/pagemap: ") + std::strerror(errno));
+	const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+	ssize_t got = ::pread(fd, out.data(), pages * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
+	::close(fd);
+	if (got != ssize_t(pages * sizeof(u64)))
+		return fail("short read of /proc/self/pagemap");
+	const u64 pfn_mask = (1ull << 55) - 1;
+	for (size_t i = 0; i < pages; i++) {
+		if (!(out[i] >> 63) || !(out[i] & pfn_mask))
+			return fail("page " + std::to_string(i) + " not present or PFN hidden");
+		out[i] &= pfn_mask;
+	}
+	return true;
+}
+
 bool physically_contiguous(const void* addr, size_t length, std::string* why)
 {
-	const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
 	const size_t n = length / kPageSize;
-	std::vector<u64> entries(n);
-	int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (why)
-			*why = std::string("/proc/self/pagemap: ") + std::strerror(errno);
+	std::vector<u64> pfns;
+	if (!pagemap_pfns(addr, n, pfns, why))
 		return false;
-	}
-	ssize_t got = ::pread(fd, entries.data(), n * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
-	::close(fd);
-	if (got != ssize_t(n * sizeof(u64))) {
+	if (pfns[0] & (n - 1)) {
 		if (why)
-			*why = "short read of /proc/self/pagemap";
-		return false;
-	}
-	const u64 pfn_mask = (1ull << 55) - 1;
-	const u64 first = entries[0] & pfn_mask;
-	if (!(entries[0] >> 63) || first == 0) {
-		if (why)
-			*why = "first page not present or PFN hidden";
-		return false;
-	}
-	if (first & (n - 1)) {
-		if (why)
-			*why = "first PFN " + std::to_string(first) + " not aligned";
+			*why = "first PFN " + std::to_string(pfns[0]) + " not aligned";
 		return false;
 	}
 	for (size_t i = 1; i < n; i++) {
-		if (!(entries[i] >> 63) || (entries[i] & pfn_mask) != first + i) {
+		if (pfns[i] != pfns[0] + i) {
 			if (why)
 				*why = "page " + std::to_string(i) + " is not PFN first + " + std::to_string(i);
 			return false;
@@ -543,7 +552,80 @@ std::optional<u64> read_stat(std::string_view name)
 	return stat_u64(st, name);
 }
 
+// ---------------------------------------------------------------- leaks
+
+CounterSet leak_counters()
+{
+	static const char* const names[] = {"tables_live", "hats_live", "pinned_pages",
+					    "pages_live", "objects_live"};
+	std::vector<Stat> st;
+	if (read_stats(st) != 0)
+		return {};
+	CounterSet out;
+	for (size_t i = 0; i < std::size(names); i++) {
+		auto v = stat_u64(st, names[i]);
+		if (!v && i < 3)
+			return {};  // the first three are required
+		if (v)
+			out.emplace_back(names[i], *v);
+	}
+	return out;
+}
+
+CounterSet wait_leak_counters(const CounterSet& base, int timeout_ms)
+{
+	CounterSet now;
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	do {
+		now = leak_counters();
+		if (!now.empty() && now == base)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	} while (std::chrono::steady_clock::now() < deadline);
+	return now;
+}
+
+std::string counter_diff(const CounterSet& base, const CounterSet& now, bool all, u64* total)
+{
+	std::string s;
+	u64 sum = 0;
+	auto find = [](const CounterSet& set, const std::string& name) -> std::optional<u64> {
+		for (const auto& [n, v] : set)
+			if (n == name)
+				return v;
+		return std::nullopt;
+	};
+	std::vector<std::string> names;
+	for (const auto& [n, v] : base)
+		names.push_back(n);
+	for (const auto& [n, v] : now)
+		if (!find(base, n))
+			names.push_back(n);
+	for (const auto& n : names) {
+		auto b = find(base, n), a = find(now, n);
+		if (b && a && *a == *b && !all)
+			continue;
+		sum += b && a ? (*a > *b ? *a - *b : *b - *a) : 1;
+		if (!s.empty())
+			s += ", ";
+		s += n + " " + (b ? std::to_string(*b) : "?") + " -> " + (a ? std::to_string(*a) : "?");
+	}
+	if (total)
+		*total = sum;
+	return s;
+}
+
 // ---------------------------------------------------------------- misc
+
+std::string strfmt(const char* fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	std::vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return buf;
+}
 
 const char* job_op_name(u32 op)
 {
