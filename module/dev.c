@@ -278,6 +278,13 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	if (!err) {
 		fh->id = id;
 		hf->nr_hats++;
+		/*
+		 * Published: another thread may destroy the id right now (ids are
+		 * reused lowest first, so the next one is easy to guess).  Our
+		 * reference keeps fh until we are done with it; if the destroy
+		 * won, our put is the last and removes what we add to debugfs.
+		 */
+		kref_get(&fh->kref);
 	}
 	mutex_unlock(&hf->lock);
 	if (err) {
@@ -287,6 +294,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	htable_debugfs_hat_add(fh);
 	c->hat_id = id;
 	c->levels = htable_hat_levels(fh->hat);
+	fd_hat_put(fh);
 	return 0;
 }
 
