@@ -112,6 +112,7 @@ struct slice {
 	struct completion done;
 	struct htable_hat *hat;
 	const struct htable_job *job;	/* the request: op, seed, va, dst_va */
+	const bool *cancel;		/* the caller was killed: stop at the next window */
 	u64 off, len;			/* the slice: offsets from job->va */
 	u8 *buf;			/* HTABLE_WINDOW_BYTES */
 	unsigned int cpu;
@@ -305,7 +306,7 @@ static void run_stream(struct slice *s)
 	u64 done = 0;
 	size_t max = job->op == HTABLE_JOB_COPY ? HTABLE_WINDOW_BYTES / 2 : HTABLE_WINDOW_BYTES;
 
-	while (done < s->len) {
+	while (done < s->len && !READ_ONCE(*s->cancel)) {
 		u64 joff = s->off + done;
 		u64 va = job->va + joff;
 		u64 dst = job->op == HTABLE_JOB_COPY ? job->dst_va + joff : 0;
@@ -333,7 +334,7 @@ static void run_touch(struct slice *s)
 	const struct htable_job *job = s->job;
 	u64 off = s->off;
 
-	while (off < s->off + s->len) {
+	while (off < s->off + s->len && !READ_ONCE(*s->cancel)) {
 		u64 va = job->va + off;
 		u64 next = min(s->off + s->len, off + (PAGE_SIZE - (va & ~PAGE_MASK)));
 
@@ -355,7 +356,7 @@ static void run_random(struct slice *s)
 	u64 words = s->len / 8, n = max_t(u64, 1, s->len / 64), k;
 	u64 state = htable_random_rw_seed(job->seed, s->off);
 
-	for (k = 0; k < n && words; k++) {
+	for (k = 0; k < n && words && !READ_ONCE(*s->cancel); k++) {
 		u64 off = s->off + 8 * (htable_xorshift64(&state) % words);
 		u64 va = job->va + off;
 		int b;
@@ -408,13 +409,15 @@ static void slice_fn(struct kthread_work *work)
  *
  * The caller holds a reference on the hat and validated the range.
  * Returns 0 (the job's own outcome is in @job), -EINVAL (a CPU is offline
- * or out of range; CHECKSUM on several CPUs; COPY ranges overlap), -ENOMEM.
+ * or out of range; CHECKSUM on several CPUs; COPY ranges overlap), -ENOMEM,
+ * -EINTR (the caller got a fatal signal: the job stopped part way).
  */
 int htable_run_job(struct htable_hat *hat, struct htable_job *job)
 {
 	u64 mask = job->cpu_mask;
 	unsigned int cpus[HTABLE_MAX_SLICES], n = 0, i;
 	struct slice *slices;
+	bool cancel = false;
 	int err = 0;
 
 	job->bytes = job->faults = job->result = job->reloads = 0;
@@ -446,6 +449,7 @@ int htable_run_job(struct htable_hat *hat, struct htable_job *job)
 
 		s->hat = hat;
 		s->job = job;
+		s->cancel = &cancel;
 		s->off = htable_job_slice(job->length, n, i);
 		s->len = htable_job_slice(job->length, n, i + 1) - s->off;
 		s->first_bad = ~0ull;
@@ -468,9 +472,22 @@ int htable_run_job(struct htable_hat *hat, struct htable_job *job)
 	mutex_unlock(&runners_lock);
 	if (err)
 		goto out;
-	/* Slices are bounded by their length and each window is short. */
-	for (i = 0; i < n; i++)
-		wait_for_completion(&slices[i].done);
+	/*
+	 * A job may run for minutes (its length is the caller's choice), so
+	 * the wait is killable: a killed caller's slices stop at their next
+	 * window, and we wait for that (they use the job and the hat) before
+	 * the caller goes.  TASK_KILLABLE also keeps the hung-task detector
+	 * quiet about a long job.
+	 */
+	for (i = 0; i < n; i++) {
+		if (!wait_for_completion_killable(&slices[i].done))
+			continue;
+		WRITE_ONCE(cancel, true);
+		for (; i < n; i++)
+			wait_for_completion(&slices[i].done);
+		err = -EINTR;
+		goto out;
+	}
 
 	job->ran_on_cpu = slices[0].cpu;
 	for (i = 0; i < n; i++) {
