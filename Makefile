@@ -5,13 +5,15 @@
 #   make                  htable.ko for KDIR (default: the running kernel) + htablectl
 #   make host-test        the core's unit tests on the host (GoogleTest, ASan+UBSan)
 #   make check            every test: host, KUnit and end to end in QEMU guests
+#   make soak             the reliability tests (fuzz, stress, lifetime, pressure)
+#                         on the debug kernel, ten times longer (hours)
 #   make demo             boot a Debian 6.1 guest and show the module working
 #   make clean
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 PWD := $(shell pwd)
 
-.PHONY: all module tool host-test check demo clean
+.PHONY: all module tool host-test check soak demo clean
 
 all: module tool
 
@@ -32,6 +34,10 @@ BOOTSTRAP = bash -c '. scripts/lib.sh && ensure_pkgs python3 rsync'
 check:
 	$(BOOTSTRAP)
 	scripts/check
+
+soak:
+	$(BOOTSTRAP)
+	scripts/check --soak
 
 demo:
 	$(BOOTSTRAP)

@@ -234,6 +234,11 @@ void htable_stat_add(enum htable_ext_stat which, hx_s64 delta) {
     g_ext[which].Add(static_cast<hx_u64>(delta));
 }
 
+hx_s64 htable_stat_read(enum htable_ext_stat which) {
+  if (HX_WARN_ONCE(which >= HTABLE_STAT_NR_EXT, "unknown counter")) return 0;
+  return static_cast<hx_s64>(g_ext[which].Load());
+}
+
 unsigned int htable_stats_snapshot(struct htable_stat *out, unsigned int max) {
   const htable_stat all[] = {
       {"hats_live", g_stats.hats_live.Load()},
@@ -272,6 +277,8 @@ unsigned int htable_stats_snapshot(struct htable_stat *out, unsigned int max) {
       {"windows", g_ext[HTABLE_STAT_WINDOWS].Load()},
       {"max_window_ns", g_ext[HTABLE_STAT_MAX_WINDOW_NS].Load()},
       {"pinned_pages", g_ext[HTABLE_STAT_PINNED_PAGES].Load()},
+      {"pages_live", g_ext[HTABLE_STAT_PAGES_LIVE].Load()},
+      {"objects_live", g_ext[HTABLE_STAT_OBJECTS_LIVE].Load()},
   };
   constexpr unsigned n = sizeof(all) / sizeof(all[0]);
   for (unsigned i = 0; i < n && i < max; i++) out[i] = all[i];

@@ -240,9 +240,13 @@ enum htable_ext_stat {
 	HTABLE_STAT_WINDOWS,
 	HTABLE_STAT_MAX_WINDOW_NS,	/* a maximum, not a sum */
 	HTABLE_STAT_PINNED_PAGES,	/* signed delta */
+	HTABLE_STAT_PAGES_LIVE,		/* signed delta: pages held from the page allocator */
+	HTABLE_STAT_OBJECTS_LIVE,	/* signed delta: kernel-heap objects held */
 	HTABLE_STAT_NR_EXT
 };
 void htable_stat_add(enum htable_ext_stat which, hx_s64 delta);
+/** htable_stat_read() - one of those counters (also after htable_core_exit()). */
+hx_s64 htable_stat_read(enum htable_ext_stat which);
 
 #ifdef __cplusplus
 }

@@ -5,15 +5,18 @@
  *   info      the mode the module runs in (the test harness checks it)
  *   reserve   the reserve: pages held and target
  *   tunables  "reserve_amount N" (writable: "reserve_amount 300")
- *   hats/<gid>/info, hats/<gid>/dump   one directory per live hat
+ *   window_hist  how long CR3 windows lasted: "lt_<N>us count" lines, log2
+ *   hats/<gid>/info, dump, ptes   one directory per live hat
  * Everything is removed on unload; a hat's directory with the hat.
  */
 #include <linux/atomic.h>
+#include <linux/bits.h>
 #include <linux/capability.h>
 #include <linux/cpumask.h>
 #include <linux/debugfs.h>
 #include <linux/idr.h>
 #include <linux/kernel.h>
+#include <linux/sched.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -57,6 +60,19 @@ static int stats_show(struct seq_file *m, void *v)
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(stats);
+
+static int window_hist_show(struct seq_file *m, void *v)
+{
+	int b;
+
+	for (b = 0; b < HTABLE_WINDOW_BUCKETS - 1; b++)
+		seq_printf(m, "lt_%luus %lld\n", 1ul << b,
+			   (long long)atomic64_read(&htable_window_hist[b]));
+	seq_printf(m, "ge_%luus %lld\n", 1ul << (HTABLE_WINDOW_BUCKETS - 2),
+		   (long long)atomic64_read(&htable_window_hist[b]));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(window_hist);
 
 static int info_show(struct seq_file *m, void *v)
 {
@@ -152,6 +168,39 @@ static int hat_dump_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(hat_dump);
 
+/*
+ * Each resident leaf entry, raw, in VA order: "L<level> va=0x... pte=0x...".
+ * The physical address bits (12-51) are shown to CAP_SYS_ADMIN readers only;
+ * others read them as 0 and keep every flag (NX is bit 63).
+ */
+#define HTABLE_PTES_MAX 65536
+#define HTABLE_PTE_ADDR_BITS GENMASK_ULL(51, 12)
+
+static int hat_ptes_show(struct seq_file *m, void *v)
+{
+	struct fd_hat *fh = m->private;
+	hx_u64 va = 0, end = htable_user_va_end(htable_hat_levels(fh->hat));
+	bool show_pa = capable(CAP_SYS_ADMIN);
+	unsigned int level, n;
+
+	for (n = 0; va < end; n++) {
+		hx_u64 pte = htable_hat_walk(fh->hat, &va, end, &level);
+
+		if (!pte)
+			break;
+		if (n == HTABLE_PTES_MAX) {
+			seq_puts(m, "...\n");
+			break;
+		}
+		seq_printf(m, "L%u va=0x%016llx pte=0x%016llx\n", level, (unsigned long long)va,
+			   (unsigned long long)(show_pa ? pte : pte & ~HTABLE_PTE_ADDR_BITS));
+		va += 1ull << (PAGE_SHIFT + 9 * level);
+		cond_resched();
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hat_ptes);
+
 void htable_debugfs_hat_add(struct fd_hat *fh)
 {
 	char name[16];
@@ -164,6 +213,7 @@ void htable_debugfs_hat_add(struct fd_hat *fh)
 	fh->dbg = debugfs_create_dir(name, htable_hats_dir);
 	debugfs_create_file("info", 0400, fh->dbg, fh, &hat_info_fops);
 	debugfs_create_file("dump", 0400, fh->dbg, fh, &hat_dump_fops);
+	debugfs_create_file("ptes", 0400, fh->dbg, fh, &hat_ptes_fops);
 }
 
 /* debugfs_remove_recursive() waits for readers still inside a show(). */
@@ -184,6 +234,7 @@ void htable_debugfs_init(void)
 	debugfs_create_file("info", 0400, htable_debugfs_dir, NULL, &info_fops);
 	debugfs_create_file("reserve", 0400, htable_debugfs_dir, NULL, &reserve_fops);
 	debugfs_create_file("tunables", 0600, htable_debugfs_dir, NULL, &tunables_fops);
+	debugfs_create_file("window_hist", 0400, htable_debugfs_dir, NULL, &window_hist_fops);
 	htable_hats_dir = debugfs_create_dir("hats", htable_debugfs_dir);
 }
 

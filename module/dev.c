@@ -34,6 +34,15 @@ module_param(max_tables_per_fd, ulong, 0644);
 MODULE_PARM_DESC(max_tables_per_fd,
 		 "page tables the hats of one open file may hold before MAP fails with ENOSPC (default 1M)");
 
+/*
+ * What an ioctl allocates on its caller's behalf (owned memory, the
+ * bookkeeping of a MAP): charged to the caller's memory cgroup, and when
+ * that cgroup (or the machine) is out of memory the call fails with ENOMEM
+ * -- no OOM kill for a request that can simply be refused, and no warning
+ * for a size the caller chose (BPF maps do the same).
+ */
+#define HTABLE_GFP_CALLER (GFP_KERNEL_ACCOUNT | __GFP_NOWARN | __GFP_RETRY_MAYFAIL)
+
 /* A file descriptor's hats, by id (1..). */
 struct htable_file {
 	struct mutex lock;		/* hats: insert/erase */
@@ -86,6 +95,7 @@ static unsigned long region_release(struct htable_file *hf, struct region *r, u6
 			r->live--;
 			unpinned++;
 		} else if (--r->mapped4k[i] == 0) {
+			htable_pages_account(-(1L << r->order));
 			__free_pages(r->pages[i], r->order);
 			r->pages[i] = NULL;
 			r->live--;
@@ -148,7 +158,7 @@ static struct fd_hat *fd_hat_get(struct htable_file *hf, u32 id)
 
 static int htable_open(struct inode *inode, struct file *file)
 {
-	struct htable_file *hf = kzalloc(sizeof(*hf), GFP_KERNEL);
+	struct htable_file *hf = kzalloc(sizeof(*hf), GFP_KERNEL_ACCOUNT);
 
 	if (!hf)
 		return -ENOMEM;
@@ -234,7 +244,14 @@ static int ioc_version(struct htable_version *v)
 	return 0;
 }
 
-static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
+/*
+ * On success *out holds a reference of the caller's own on the new hat, which
+ * is already visible to other threads of this file under its id: the
+ * dispatcher drops that reference once the id has reached the caller, or
+ * takes the hat back if it could not (htable_hat_create_undo()).
+ */
+static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c,
+			  struct fd_hat **out)
 {
 	struct fd_hat *fh;
 	u32 id;
@@ -242,9 +259,18 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 
 	if ((c->flags & ~HTABLE_HAT_COPIED_TOP) || c->__pad)
 		return -EINVAL;
-	fh = kzalloc(sizeof(*fh), GFP_KERNEL_ACCOUNT);
+	/* The cap first, so that a refused create allocates nothing. */
+	mutex_lock(&hf->lock);
+	err = hf->nr_hats >= max_hats_per_fd ? -ENOSPC : 0;
+	if (!err)
+		hf->nr_hats++;	/* a slot, held until the hat is in or given up */
+	mutex_unlock(&hf->lock);
+	if (err)
+		return err;
+	err = -ENOMEM;
+	fh = kzalloc(sizeof(*fh), HTABLE_GFP_CALLER);
 	if (!fh)
-		return -ENOMEM;
+		goto unslot;
 	kref_init(&fh->kref);
 	mutex_init(&fh->lock);
 	INIT_LIST_HEAD(&fh->regions);
@@ -256,7 +282,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	if (err) {
 		mutex_destroy(&fh->lock);
 		kfree(fh);
-		return err;
+		goto unslot;
 	}
 	/*
 	 * The kernel half is copied once: on x86-64 the kernel's top-level
@@ -267,35 +293,55 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c)
 	if (!htable_hat_copied_top(fh->hat))
 		htable_hat_copy_kernel_half(fh->hat, htable_arch_kernel_top());
 
+	/*
+	 * Once in the xarray another thread may destroy the hat by guessing
+	 * its id: our own reference keeps it alive for the rest of the call.
+	 */
 	mutex_lock(&hf->lock);
-	if (hf->nr_hats >= max_hats_per_fd) {
-		err = -ENOSPC;
-	} else {
-		err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, GFP_KERNEL);
-		if (err == -EBUSY)
-			err = -ENOSPC;
-	}
+	err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, HTABLE_GFP_CALLER);
 	if (!err) {
 		fh->id = id;
-		hf->nr_hats++;
-		/*
-		 * Published: another thread may destroy the id right now (ids are
-		 * reused lowest first, so the next one is easy to guess).  Our
-		 * reference keeps fh until we are done with it; if the destroy
-		 * won, our put is the last and removes what we add to debugfs.
-		 */
 		kref_get(&fh->kref);
+	} else {
+		hf->nr_hats--;
 	}
 	mutex_unlock(&hf->lock);
 	if (err) {
 		fd_hat_put(fh);
-		return err;
+		return err == -EBUSY ? -ENOSPC : err;
 	}
 	htable_debugfs_hat_add(fh);
 	c->hat_id = id;
 	c->levels = htable_hat_levels(fh->hat);
-	fd_hat_put(fh);
+	*out = fh;
 	return 0;
+
+unslot:
+	mutex_lock(&hf->lock);
+	hf->nr_hats--;
+	mutex_unlock(&hf->lock);
+	return err;
+}
+
+/*
+ * The id of a new hat could not be written back: the caller cannot know it,
+ * so the hat must not stay (it would hold a slot of max_hats_per_fd and its
+ * memory until close).  Only if the id still names it: another thread may
+ * have destroyed it already and got the id again for a hat of its own.
+ */
+static void htable_hat_create_undo(struct htable_file *hf, struct fd_hat *fh)
+{
+	bool erased;
+
+	mutex_lock(&hf->lock);	/* every change to hf->hats is made under it */
+	erased = xa_load(&hf->hats, fh->id) == fh;
+	if (erased) {
+		xa_erase(&hf->hats, fh->id);
+		hf->nr_hats--;
+	}
+	mutex_unlock(&hf->lock);
+	if (erased)
+		fd_hat_put(fh);
 }
 
 static int ioc_hat_destroy(struct htable_file *hf, struct htable_hat_destroy *d)
@@ -340,7 +386,7 @@ static int map_pinned(struct fd_hat *fh, u64 va, u64 length, u64 size, u32 prot,
 	hx_paddr_t *pas;
 	int err = 0;
 
-	pas = kvmalloc_array(npages, sizeof(*pas), GFP_KERNEL);
+	pas = kvmalloc_array(npages, sizeof(*pas), HTABLE_GFP_CALLER);
 	if (!pas)
 		return -ENOMEM;
 	while (i < npages && !err) {
@@ -398,13 +444,18 @@ static int map_user(struct htable_file *hf, struct fd_hat *fh, struct htable_map
 
 	if (!hf->mm || hf->mm != current->mm)
 		return -EFAULT;	/* only the opener's own memory */
-	r->pages = kvmalloc_array(npages, sizeof(*r->pages), GFP_KERNEL_ACCOUNT);
-	if (!r->pages)
-		return -ENOMEM;
-	/* Long-term pins count against RLIMIT_MEMLOCK, as for VFIO or io_uring. */
+	/*
+	 * Long-term pins count against RLIMIT_MEMLOCK, as for VFIO or io_uring;
+	 * checked first, so that the limit also bounds the array below.
+	 */
 	err = account_locked_vm(hf->mm, npages, true);
 	if (err)
 		return err;
+	r->pages = kvmalloc_array(npages, sizeof(*r->pages), HTABLE_GFP_CALLER);
+	if (!r->pages) {
+		account_locked_vm(hf->mm, npages, false);
+		return -ENOMEM;
+	}
 	/*
 	 * Long-term pin, writable: a job may write through our tables at any
 	 * time, and FOLL_LONGTERM keeps the pages out of ZONE_MOVABLE/CMA.
@@ -444,16 +495,17 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 	r->owned = true;
 	r->order = ilog2(leaf) - PAGE_SHIFT;
 	r->nr = m->length / leaf;
-	r->pages = kvcalloc(r->nr, sizeof(*r->pages), GFP_KERNEL_ACCOUNT);
-	r->mapped4k = kvcalloc(r->nr, sizeof(*r->mapped4k), GFP_KERNEL_ACCOUNT);
-	pas = kvmalloc_array(r->nr, sizeof(*pas), GFP_KERNEL);
+	r->pages = kvcalloc(r->nr, sizeof(*r->pages), HTABLE_GFP_CALLER);
+	r->mapped4k = kvcalloc(r->nr, sizeof(*r->mapped4k), HTABLE_GFP_CALLER);
+	pas = kvmalloc_array(r->nr, sizeof(*pas), HTABLE_GFP_CALLER);
 	err = -ENOMEM;
 	if (!r->pages || !r->mapped4k || !pas)
 		goto out;
 	for (i = 0; i < r->nr; i++) {
-		r->pages[i] = alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN, r->order);
+		r->pages[i] = alloc_pages(HTABLE_GFP_CALLER | __GFP_ZERO, r->order);
 		if (!r->pages[i])
 			goto out;
+		htable_pages_account(1L << r->order);
 		r->mapped4k[i] = leaf >> PAGE_SHIFT;
 		pas[i] = page_to_phys(r->pages[i]);
 	}
@@ -463,8 +515,11 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 out:
 	if (err && r->pages)
 		for (i = 0; i < r->nr; i++)
-			if (r->pages[i])
+			if (r->pages[i]) {
+				htable_pages_account(-(1L << r->order));
 				__free_pages(r->pages[i], r->order);
+				r->pages[i] = NULL;
+			}
 	kvfree(pas);
 	return err;
 }
@@ -501,7 +556,7 @@ static int ioc_map(struct htable_file *hf, struct htable_map *m)
 		fd_hat_put(fh);
 		return -ENOSPC;
 	}
-	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	r = kzalloc(sizeof(*r), HTABLE_GFP_CALLER);
 	if (!r) {
 		fd_hat_put(fh);
 		return -ENOMEM;
@@ -798,6 +853,7 @@ static long htable_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct htable_file *hf = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	const struct htable_ioc_desc *d;
+	struct fd_hat *created = NULL;
 	union htable_ioc_arg a;
 	size_t usize = _IOC_SIZE(cmd);
 	unsigned int nr = _IOC_NR(cmd);
@@ -828,7 +884,7 @@ static long htable_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		err = ioc_version(&a.version);
 		break;
 	case _IOC_NR(HTABLE_IOC_HAT_CREATE):
-		err = ioc_hat_create(hf, &a.create);
+		err = ioc_hat_create(hf, &a.create, &created);
 		break;
 	case _IOC_NR(HTABLE_IOC_HAT_DESTROY):
 		err = ioc_hat_destroy(hf, &a.destroy);
@@ -870,12 +926,16 @@ static long htable_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return err;
 	if (_IOC_DIR(cmd) & _IOC_READ) {
 		/* An older caller gets the prefix it knows; a newer one zeroes. */
-		if (usize > d->ksize && clear_user(uarg + d->ksize, usize - d->ksize))
-			return -EFAULT;
-		if (copy_to_user(uarg, &a, min(usize, d->ksize)))
-			return -EFAULT;
+		if ((usize > d->ksize && clear_user(uarg + d->ksize, usize - d->ksize)) ||
+		    copy_to_user(uarg, &a, min(usize, d->ksize)))
+			err = -EFAULT;
 	}
-	return 0;
+	if (created) {
+		if (err)
+			htable_hat_create_undo(hf, created);
+		fd_hat_put(created);
+	}
+	return err;
 }
 
 static const struct file_operations htable_fops = {

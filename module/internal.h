@@ -3,6 +3,7 @@
 #ifndef HTABLE_MODULE_INTERNAL_H
 #define HTABLE_MODULE_INTERNAL_H
 
+#include <linux/atomic.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -34,12 +35,21 @@ struct fd_hat {
 
 void fd_hat_put(struct fd_hat *fh);
 
+/* runner.c: window durations in log2 buckets of microseconds */
+#define HTABLE_WINDOW_BUCKETS 16
+extern atomic64_t htable_window_hist[HTABLE_WINDOW_BUCKETS];
+
 /* runner.c; also exported to the KUnit suites */
 int htable_run_job(struct htable_hat *hat, struct htable_job *job);
 
 /* dev.c */
 int htable_dev_init(void);
 void htable_dev_exit(void);
+
+/* shim_mm.c: the module's memory, counted (debugfs pages_live, objects_live) */
+int htable_mem_init(void);
+void htable_mem_exit(void);
+void htable_pages_account(long nr);
 
 /* shrinker.c */
 int htable_shrinker_init(void);

@@ -21,9 +21,12 @@ static int __init htable_init(void)
 {
 	int err;
 
-	err = htable_core_init(reserve_amount);
+	err = htable_mem_init();
 	if (err)
 		return err;
+	err = htable_core_init(reserve_amount);
+	if (err)
+		goto out_mem;
 	err = htable_arch_init();
 	if (err)
 		goto out_core;
@@ -49,6 +52,8 @@ out_arch:
 	htable_arch_exit();
 out_core:
 	htable_core_exit();
+out_mem:
+	htable_mem_exit();
 	return err;
 }
 
@@ -60,6 +65,7 @@ static void __exit htable_exit(void)
 	htable_runners_exit();
 	htable_arch_exit();
 	htable_core_exit();
+	htable_mem_exit();
 	pr_info("htable: unloaded\n");
 }
 

@@ -17,7 +17,9 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/sched.h>
 #include <linux/shrinker.h>
+#include <linux/swap.h>
 #include <linux/version.h>
 
 #include "internal.h"
@@ -36,10 +38,36 @@ static unsigned long htable_shrink_count(struct shrinker *s, struct shrink_contr
 	return n ? n : SHRINK_EMPTY;
 }
 
+/*
+ * Reclaim counts progress in pages it reclaimed from the LRUs plus what
+ * shrinkers report through the task's reclaim_state (the slab allocator
+ * does that for the slab pages it frees).  Our tables are plain pages: say
+ * so, or direct reclaim that gets its memory only from us sees no progress
+ * and heads for the OOM killer with tables still to give.  Only pages that
+ * went back to the page allocator count (a stolen table may refill the
+ * reserve instead); pages_live is module-wide, so concurrent allocations
+ * can only make this an underestimate.
+ */
+static void htable_account_reclaimed(s64 pages_before)
+{
+	s64 gone = pages_before - htable_stat_read(HTABLE_STAT_PAGES_LIVE);
+
+	if (gone <= 0)
+		return;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	mm_account_reclaimed_pages(gone);
+#else
+	if (current->reclaim_state)
+		current->reclaim_state->reclaimed_slab += gone;
+#endif
+}
+
 static unsigned long htable_shrink_scan(struct shrinker *s, struct shrink_control *sc)
 {
+	s64 pages = htable_stat_read(HTABLE_STAT_PAGES_LIVE);
 	unsigned long freed = htable_reap(sc->nr_to_scan);
 
+	htable_account_reclaimed(pages);
 	htable_note_shrink(sc->nr_to_scan, freed);
 	return freed ? freed : SHRINK_STOP;
 }

@@ -23,7 +23,10 @@ const char kDemoHelp[] =
 	"every online CPU write through the hat's page tables and read the result\n"
 	"back from the process's own mapping, compare a kernel checksum with our\n"
 	"own, unmap; then let the module take page tables back (REAP) and watch a\n"
-	"job reload every translation and still verify; show the module's counters.\n"
+	"job reload every translation and still verify; then put the machine under\n"
+	"real memory pressure (`htablectl pressure`: ~20000 page tables, a memory\n"
+	"hog that needs some of them back, drop_caches) and check every byte again;\n"
+	"show the module's counters.\n"
 	"Needs root.\n"
 	"Exit status 0 only if every check passed.\n";
 
@@ -167,6 +170,40 @@ void reclaim_story(Narrator& say, const Device& dev)
 			 *reloads0, *reloads1);
 	if (!say.failed(hat->reset(), "HTABLE_IOC_HAT_DESTROY"))
 		say.note("HAT_DESTROY of the second hat.");
+}
+
+// The `htablectl pressure` scenario, told in the demo's voice.
+class NarratedPressure : public PressureReport {
+public:
+	explicit NarratedPressure(Narrator& say) : say_(say) {}
+	void note(const std::string& line) override { say_.note("%s", line.c_str()); }
+	void result(bool ok, const std::string& name, const char* skip) override
+	{
+		if (skip)
+			say_.note("(not run: %s: %s)", name.c_str(), skip);
+		else if (ok)
+			say_.note("OK  %s", name.c_str());
+		else
+			say_.bad("%s", name.c_str());
+	}
+
+private:
+	Narrator& say_;
+};
+
+void pressure_story(Narrator& say)
+{
+	say.step("Memory pressure, for real.  New hats map ~20000 pages one per 2 MiB (each");
+	say.note("needs its own page table: ~80 MiB of tables).  Then a child process eats");
+	say.note("memory until little is left, and then half of the tables' size more: memory");
+	say.note("that only the htable shrinker can give back.  If reclaim could not get our");
+	say.note("tables, the OOM killer would kill the child.  Then echo 2 > drop_caches asks");
+	say.note("every shrinker for everything, and jobs check every page still reads right:");
+	PressureConfig cfg;
+	cfg.tables = 20000;
+	cfg.overcommit_pct = 50;
+	NarratedPressure rep(say);
+	run_pressure(cfg, rep);
 }
 
 int run_demo()
@@ -322,6 +359,9 @@ int run_demo()
 
 	// ---- reclaim: tables given back, then reloaded
 	reclaim_story(say, *dev);
+
+	// ---- the shrinker under real memory pressure
+	pressure_story(say);
 
 	// ---- stats
 	std::vector<Stat> stats;

@@ -41,96 +41,73 @@ int Device::ioctl_raw(unsigned long cmd, void* arg) const
 	return ::ioctl(fd_, cmd, arg) < 0 ? errno : 0;
 }
 
+// The conveniences below build the argument with designated initializers:
+// every field not named is zero, which is what the must-be-zero ones need.
+namespace {
+template <class Arg>
+int call(const Device& dev, unsigned long cmd, Arg arg)
+{
+	return dev.ioctl_raw(cmd, &arg);
+}
+}  // namespace
+
 int Device::hat_destroy(u32 hat_id) const
 {
-	htable_hat_destroy d{};
-	d.hat_id = hat_id;
-	return hat_destroy(d);
+	return call(*this, HTABLE_IOC_HAT_DESTROY, htable_hat_destroy{.hat_id = hat_id});
 }
 
 int Device::map(u32 hat_id, u64 va, const void* uaddr, u64 length, u32 prot,
 		u64 page_size) const
 {
-	htable_map m{};
-	m.hat_id = hat_id;
-	m.prot = prot;
-	m.va = va;
-	m.uaddr = reinterpret_cast<uintptr_t>(uaddr);
-	m.length = length;
-	m.page_size = page_size;
-	return map(m);
+	return call(*this, HTABLE_IOC_MAP,
+		    htable_map{.hat_id = hat_id, .prot = prot, .va = va,
+			       .uaddr = reinterpret_cast<uintptr_t>(uaddr), .length = length,
+			       .page_size = page_size});
 }
 
 int Device::map_owned(u32 hat_id, u64 va, u64 length, u32 prot, u64 page_size) const
 {
-	htable_map m{};
-	m.hat_id = hat_id;
-	m.prot = prot;
-	m.va = va;
-	m.length = length;
-	m.page_size = page_size;
-	m.flags = HTABLE_MAP_OWNED;
-	return map(m);
+	return call(*this, HTABLE_IOC_MAP,
+		    htable_map{.hat_id = hat_id, .prot = prot, .va = va, .length = length,
+			       .page_size = page_size, .flags = HTABLE_MAP_OWNED});
 }
 
 int Device::unmap(u32 hat_id, u64 va, u64 length) const
 {
-	htable_unmap u{};
-	u.hat_id = hat_id;
-	u.va = va;
-	u.length = length;
-	return unmap(u);
+	return call(*this, HTABLE_IOC_UNMAP, htable_unmap{.hat_id = hat_id, .va = va, .length = length});
 }
 
 int Device::translate(u32 hat_id, u64 va, htable_translate& out) const
 {
-	out = htable_translate{};
-	out.hat_id = hat_id;
-	out.va = va;
+	out = htable_translate{.hat_id = hat_id, .va = va};
 	return translate(out);
 }
 
 int Device::job(u32 hat_id, u32 op, u64 va, u64 length, u64 seed, u32 cpu,
 		htable_job& out) const
 {
-	out = htable_job{};
-	out.hat_id = hat_id;
-	out.op = op;
-	out.cpu = cpu;
-	out.va = va;
-	out.length = length;
-	out.seed = seed;
+	out = htable_job{.hat_id = hat_id, .op = op, .cpu = cpu, .va = va, .length = length,
+			 .seed = seed};
 	return job(out);
 }
 
 int Device::protect(u32 hat_id, u64 va, u64 length, u32 prot) const
 {
-	htable_protect p{};
-	p.hat_id = hat_id;
-	p.prot = prot;
-	p.va = va;
-	p.length = length;
-	return protect(p);
+	return call(*this, HTABLE_IOC_PROTECT,
+		    htable_protect{.hat_id = hat_id, .prot = prot, .va = va, .length = length});
 }
 
 int Device::lock(u32 hat_id, u64 va, u64 length, bool lock_it) const
 {
-	htable_lock l{};
-	l.hat_id = hat_id;
-	l.lock = lock_it ? 1 : 0;
-	l.va = va;
-	l.length = length;
-	return lock(l);
+	return call(*this, HTABLE_IOC_LOCK,
+		    htable_lock{.hat_id = hat_id, .lock = lock_it ? 1u : 0u, .va = va, .length = length});
 }
 
 int Device::share(u32 dst_hat_id, u32 src_hat_id, u64 va, u32 level) const
 {
-	htable_share s{};
-	s.dst_hat_id = dst_hat_id;
-	s.src_hat_id = src_hat_id;
-	s.va = va;
-	s.level = level;
-	return share(s);
+	return call(*this, HTABLE_IOC_SHARE,
+		    htable_share{.dst_hat_id = dst_hat_id, .src_hat_id = src_hat_id, .va = va,
+				 .level = level});
 }
 
 int Device::reap(u64 nr, u64* freed) const
@@ -192,15 +169,8 @@ int Device::walk_all(u32 hat_id, u64 va, u64 end, std::vector<htable_walk_entry>
 int Device::job_mask(u32 hat_id, u32 op, u64 va, u64 length, u64 seed, u64 cpu_mask,
 		     htable_job& out, u64 dst_va) const
 {
-	out = htable_job{};
-	out.hat_id = hat_id;
-	out.op = op;
-	out.cpu = HTABLE_JOB_ANY_CPU;
-	out.va = va;
-	out.length = length;
-	out.seed = seed;
-	out.cpu_mask = cpu_mask;
-	out.dst_va = dst_va;
+	out = htable_job{.hat_id = hat_id, .op = op, .cpu = HTABLE_JOB_ANY_CPU, .va = va,
+			 .length = length, .seed = seed, .cpu_mask = cpu_mask, .dst_va = dst_va};
 	return job(out);
 }
 

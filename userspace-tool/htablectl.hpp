@@ -315,17 +315,18 @@ bool parse_u64(std::string_view s, u64& out);
 // ---------------------------------------------------------------- pressure
 
 // The memory-pressure scenario of `htablectl pressure` (pressure.cpp), also
-// run reduced by the selftest: hats holding many page tables (owned 4 KiB
+// run reduced by the selftest: hats holding many page tables (4 KiB user
 // pages at 2 MiB strides: one level-0 table each), filled; then memory
 // pressure (a memory hog, then vm.drop_caches = 2); then checks that the
 // shrinker took the tables back and that every byte still verifies.
 struct PressureConfig {
-	u64 tables = 20000;        // level-0 tables wanted
+	u64 tables = 40000;        // level-0 tables wanted
 	u32 hats = 0;              // 0: one per 5000 tables (at most 16)
-	bool scale = true;         // use at most 1/mem_fraction of MemAvailable
-	unsigned mem_fraction = 4;
+	bool scale = true;         // use at most mem_pct % of MemAvailable
+	unsigned mem_pct = 60;
 	bool hog = true;           // run the memory hog before drop_caches
-	unsigned hog_left_pct = 15;  // the hog stops at this % of MemTotal available
+	unsigned hog_left_pct = 15;  // the hog stops at this % of MemTotal available...
+	unsigned overcommit_pct = 0;  // ...then takes this % of the tables' memory more
 	unsigned threads = 0;      // job threads; 0: one per online CPU (at most 8)
 };
 
@@ -335,6 +336,9 @@ public:
 	virtual void note(const std::string& line) = 0;
 	// One check; skip: not applicable in this configuration.
 	virtual void result(bool ok, const std::string& name, const char* skip = nullptr) = 0;
+	// The run's figures as one JSON object (`htablectl pressure` prints it
+	// for summary.json); others may ignore them.
+	virtual void figures(const std::string&) {}
 };
 
 // How many results run_pressure() reports, whatever happens.

@@ -2,26 +2,36 @@
 //
 // `htablectl pressure`: does memory pressure take page tables back, and do
 // the hats still work afterwards?  Meant for a small guest (the harness
-// runs it in 1 GiB).  Output is TAP; see kPressureHelp.
+// runs it in 256 and 512 MiB).  Output is TAP; see kPressureHelp.
 //
 // The scenario (run_pressure(), also run reduced by the selftest):
-//   1. setup   hats holding N level-0 tables: one owned 4 KiB page every
-//              2 MiB, so each page needs a table of its own.  N is scaled
-//              down to fit 1/4 of MemAvailable (a table and its page cost
-//              about 9 KiB with the module's bookkeeping).
-//   2. fill    a FILL job per page (several threads, one CPU each).
+//   1. setup   hats holding N level-0 tables: one 4 KiB page every 2 MiB,
+//              so each page needs a table of its own.  The pages are the
+//              process's own: a buffer of kAliasPages pages, page i % 256
+//              at the i-th VA, so that the memory is all page tables (one
+//              table page plus ~0.6 KiB of bookkeeping each) and tens of
+//              thousands of them fit a 256 MiB machine.  N is scaled down
+//              to mem_pct % of MemAvailable.
+//   2. fill    FILL jobs through the hat write every buffer page (several
+//              threads, one CPU each); the process reads them back.
 //   3. hog     a child allocates and touches anonymous memory until
 //              MemAvailable is down to 15% of MemTotal (no swap in the guest:
 //              only the kernel's caches, our tables among them, can give),
-//              then waits; it volunteers for the OOM killer (oom_score_adj
-//              1000), this process does not (-1000).
+//              then, with --overcommit PCT, all that is still available and
+//              PCT% of the tables' memory more:
+//              memory only our shrinker can give back, so an OOM kill means
+//              reclaim could not get tables we could have given.  It
+//              volunteers for the OOM killer (oom_score_adj 1000), this
+//              process does not (-1000).
 //   4. drop    echo 2 > /proc/sys/vm/drop_caches: every shrinker is asked
 //              to free everything it can.
 //   5. checks  shrinker_calls grew; tables_live fell by at least 90% of
 //              what `stealable` said before; the reserve is back at its
-//              target; then (hog gone) a VERIFY job per page sees every byte
-//              and the jobs reloaded translations; destroying the hats
-//              returns tables_live/hats_live to where they were.
+//              target; then (hog gone) a VERIFY job at every VA sees the
+//              bytes of the page it must map (a lost or crossed mapping
+//              shows: every page has its own seed) and the jobs reloaded
+//              translations; destroying the hats returns
+//              tables_live/hats_live/pinned_pages to where they were.
 #include "htablectl.hpp"
 
 #include <algorithm>
@@ -42,7 +52,8 @@ namespace htable {
 namespace {
 
 constexpr u64 kPressureVa = 0x200000000000ull;  // 32 TiB, valid with 4 and 5 levels
-constexpr u64 kCostPerTable = 9 * 1024;         // table + page + bookkeeping, bytes
+constexpr u64 kCostPerTable = 4700;             // table page + bookkeeping, bytes (measured ~4.6 KiB)
+constexpr u64 kAliasPages = 256;                // the user buffer behind every VA
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...)
@@ -101,6 +112,8 @@ struct Page {
 	u32 hat_id;
 	u64 i;
 	u64 va() const { return kPressureVa + i * k2M; }
+	u64 buffer_page() const { return i % kAliasPages; }
+	u64 seed() const { return page_seed(0, buffer_page()); }
 };
 
 // Runs one job per page on `threads` threads, thread k on CPU cpus[k %
@@ -121,8 +134,7 @@ u64 jobs_over(const Device& dev, const std::vector<Page>& pages, u32 op, unsigne
 					break;
 				const Page& p = pages[n];
 				htable_job j{};
-				int err = dev.job(p.hat_id, op, p.va(), kPageSize, page_seed(p.hat_index, p.i),
-						  cpu, j);
+				int err = dev.job(p.hat_id, op, p.va(), kPageSize, p.seed(), cpu, j);
 				rel += j.reloads;
 				if (!check(err, j))
 					bad++;
@@ -138,7 +150,7 @@ u64 jobs_over(const Device& dev, const std::vector<Page>& pages, u32 op, unsigne
 
 // The memory hog: a child that allocates until MemAvailable is down to
 // `left_kib`, reports how much it holds through `fd`, then waits.
-[[noreturn]] void hog_child(int fd, u64 left_kib)
+[[noreturn]] void hog_child(int fd, u64 left_kib, u64 extra)
 {
 	(void)write_file("/proc/self/oom_score_adj", "1000");
 	u64 total = 0;
@@ -156,6 +168,21 @@ u64 jobs_over(const Device& dev, const std::vector<Page>& pages, u32 op, unsigne
 		std::memset(p, 0x5a, step);
 		total += step;
 	}
+	// Past MemAvailable: what is still available, then `extra` more.  Each
+	// step now has to come out of reclaim, and the only reclaimable memory
+	// left is ours.
+	if (extra)
+		extra += meminfo_kib("MemAvailable").value_or(0) * 1024;
+	for (u64 more = 0; more < extra;) {
+		const u64 step = std::min<u64>(extra - more, 4ull << 20);
+		void* p = mmap(nullptr, step, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			break;
+		std::memset(p, 0x5a, step);
+		total += step;
+		more += step;
+	}
+	avail = meminfo_kib("MemAvailable").value_or(0);
 	char msg[64];
 	int n = std::snprintf(msg, sizeof(msg), "%llu %llu\n", total, avail);
 	if (write(fd, msg, size_t(n)) != n)
@@ -191,7 +218,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	const u64 avail = meminfo_kib("MemAvailable").value_or(0), total = meminfo_kib("MemTotal").value_or(0);
 	u64 n = cfg.tables;
 	if (cfg.scale && avail) {
-		const u64 fit = avail * 1024 / cfg.mem_fraction / kCostPerTable;
+		const u64 fit = avail * 1024 / 100 * cfg.mem_pct / kCostPerTable;
 		if (fit < n)
 			n = fit;
 	}
@@ -201,8 +228,8 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	auto cpus = online_cpus();
 	unsigned threads = cfg.threads ? cfg.threads : unsigned(std::min<size_t>(cpus.size(), 8));
 	rep.note(fmt("MemTotal %llu MiB, MemAvailable %llu MiB: %llu tables wanted, %llu chosen "
-		     "(~%llu MiB, at most 1/%u of MemAvailable), in %u hat%s, %u job thread%s",
-		     total / 1024, avail / 1024, cfg.tables, n, n * kCostPerTable >> 20, cfg.mem_fraction,
+		     "(~%llu MiB, at most %u%% of MemAvailable), in %u hat%s, %u job thread%s",
+		     total / 1024, avail / 1024, cfg.tables, n, n * kCostPerTable >> 20, cfg.mem_pct,
 		     nhats, nhats == 1 ? "" : "s", threads, threads == 1 ? "" : "s"));
 
 	// ---- 1. setup
@@ -213,6 +240,8 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	}
 	std::vector<Hat> hats;
 	std::vector<Page> pages;
+	// 4 KiB pages, never THP: the hat maps each one on its own.
+	Buffer buf(kAliasPages * kPageSize, 0, kPageSize, Huge::Never);
 	int map_err = 0;
 	u64 map_fail_at = 0;
 	auto t0 = std::chrono::steady_clock::now();
@@ -224,8 +253,10 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 		}
 		const u64 count = n / nhats + (h < n % nhats ? 1 : 0);
 		for (u64 i = 0; i < count; i++) {
-			Page p{h, hat->id(), i};
-			if (int err = dev->map_owned(p.hat_id, p.va(), kPageSize, kProtRW, HTABLE_PAGE_4K)) {
+			// Global index: every VA of every hat has its own 2 MiB slot.
+			Page p{h, hat->id(), pages.size()};
+			if (int err = dev->map(p.hat_id, p.va(), buf.data() + p.buffer_page() * kPageSize,
+					       kPageSize, kProtRW, HTABLE_PAGE_4K)) {
 				map_err = err;
 				map_fail_at = pages.size();
 				break;
@@ -241,27 +272,39 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 		return s;
 	};
 	const Snapshot mapped = snapshot();
-	rep.note(fmt("mapped %zu pages in %.1f s; tables_live %llu -> %llu, stealable %llu",
-		     pages.size(), secs(), base.tables_live, mapped.tables_live, mapped.stealable));
+	rep.note(fmt("mapped %zu VAs (aliases of %llu pages) in %.1f s; tables_live %llu -> %llu, "
+		     "stealable %llu, MemAvailable now %llu MiB", pages.size(), kAliasPages, secs(),
+		     base.tables_live, mapped.tables_live, mapped.stealable,
+		     meminfo_kib("MemAvailable").value_or(0) / 1024));
 	if (map_err)
 		rep.note(fmt("MAP failed after %llu pages: %s", map_fail_at, errno_desc(map_err).c_str()));
 	result(!map_err && mapped.tables_live >= base.tables_live + pages.size(),
-	       fmt("setup: %zu owned pages at 2 MiB strides in %u hat%s hold >= %zu more tables",
+	       fmt("setup: %zu user pages at 2 MiB strides in %u hat%s hold >= %zu more tables",
 		   pages.size(), nhats, nhats == 1 ? "" : "s", pages.size()));
 	if (map_err)
 		return abort_rest("setup failed");
 
-	// ---- 2. fill
-	u64 bad = jobs_over(*dev, pages, HTABLE_JOB_FILL, threads, cpus,
+	// ---- 2. fill: through the hat, one VA per buffer page; the process
+	// then reads its own buffer.
+	const std::vector<Page> firsts(pages.begin(),
+				       pages.begin() + std::min<size_t>(pages.size(), kAliasPages));
+	u64 bad = jobs_over(*dev, firsts, HTABLE_JOB_FILL, threads, cpus,
 			    [](int err, const htable_job& j) { return !err && j.bytes == kPageSize && !j.faults; },
 			    nullptr);
+	u64 wrong = 0;
+	for (const Page& p : firsts)
+		wrong += count_mismatches(buf.span(p.buffer_page() * kPageSize, kPageSize), p.seed()) != 0;
 	const Snapshot filled = snapshot();
 	rep.note(fmt("filled in %.1f s; tables_live %llu, stealable %llu, reserve %llu/%llu", secs(),
 		     filled.tables_live, filled.stealable, filled.reserve, filled.reserve_target));
-	result(bad == 0, fmt("fill: a FILL job wrote every page (%llu failed)", bad));
+	result(bad == 0 && wrong == 0,
+	       fmt("fill: FILL jobs through the hat wrote the %zu buffer pages the process reads back "
+		   "(%llu jobs failed, %llu pages wrong)", firsts.size(), bad, wrong));
 
 	// ---- 3. hog
 	pid_t hog = -1;
+	bool hog_alive = false;
+	u64 hogged_tables = ~0ull;
 	std::string old_adj;
 	(void)read_file("/proc/self/oom_score_adj", old_adj);
 	if (cfg.hog) {
@@ -275,7 +318,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 			hog = fork();
 			if (hog == 0) {
 				close(fds[0]);
-				hog_child(fds[1], left);
+				hog_child(fds[1], left, filled.tables_live * kPageSize * cfg.overcommit_pct / 100);
 			}
 			close(fds[1]);
 			char msg[64] = {};
@@ -287,12 +330,22 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 			unsigned long long held = 0, at = 0;
 			const bool hog_ok = got > 0 && std::sscanf(msg, "%llu %llu", &held, &at) == 2;
 			const Snapshot hogged = snapshot();
+			hogged_tables = hogged.tables_live;
 			rep.note(fmt("hog holds %llu MiB, MemAvailable %llu MiB (goal %llu MiB) after %.1f s; "
-				     "tables_live %llu, shrinker_calls %llu -> %llu", held >> 20, at / 1024,
-				     left / 1024, secs(), hogged.tables_live, filled.shrinker_calls,
-				     hogged.shrinker_calls));
-			result(hog_ok, "hog: a child brought MemAvailable down to ~" +
-					       std::to_string(cfg.hog_left_pct) + "% of MemTotal without an OOM kill");
+				     "tables_live %llu -> %llu, shrinker_calls +%llu, shrinker_freed +%llu",
+				     held >> 20, at / 1024, left / 1024, secs(), filled.tables_live,
+				     hogged.tables_live, hogged.shrinker_calls - filled.shrinker_calls,
+				     hogged.shrinker_freed - filled.shrinker_freed));
+			int hst = 0;
+			hog_alive = hog > 0 && waitpid(hog, &hst, WNOHANG) == 0;
+			if (hog > 0 && !hog_alive) {
+				rep.note(fmt("the hog died (wait status 0x%x): OOM-killed?", hst));
+				hog = -1;
+			}
+			result(hog_ok && hog_alive,
+			       fmt("hog: a child took MemAvailable down to ~%u%% of MemTotal, then the "
+				   "rest and %u%% of the tables' memory more, without an OOM kill",
+				   cfg.hog_left_pct, cfg.overcommit_pct));
 		}
 	} else {
 		result(true, "hog", "memory hog disabled");
@@ -346,6 +399,15 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	       fmt("verify: every byte of %zu pages verifies after reclaim (%llu pages bad, %llu "
 		   "mismatching), %llu reloads", pages.size(), bad, mismatched.load(), reloads));
 
+	rep.figures(fmt("{\"test\":\"pressure\",\"tables\":%zu,\"stealable\":%llu,\"reclaimed\":%llu,"
+			"\"reclaimed_pct\":%llu,\"reclaimed_during_hog\":%llu,\"overcommit_pct\":%u,"
+			"\"oom_killed\":%d,\"pages_bad\":%llu,\"mismatches\":%llu,\"reloads\":%llu}",
+			pages.size(), filled.stealable, drop,
+			filled.stealable ? drop * 100 / filled.stealable : 0,
+			filled.tables_live - std::min(filled.tables_live, hogged_tables),
+			cfg.hog ? cfg.overcommit_pct : 0, cfg.hog && !hog_alive, bad, mismatched.load(),
+			reloads));
+
 	// ---- cleanup
 	hats.clear();
 	dev->close();
@@ -371,19 +433,22 @@ namespace {
 
 const char kPressureHelp[] =
 	"Usage: htablectl pressure [--tables N] [--hats N] [--no-scale] [--no-hog]\n"
-	"                          [--hog-left PCT] [--threads N]\n"
+	"                          [--hog-left PCT] [--overcommit PCT] [--threads N]\n"
 	"\n"
-	"Memory-pressure test for a small machine (made for a 1 GiB guest).  Creates\n"
-	"hats holding N page tables (default 20000: one owned 4 KiB page every 2 MiB;\n"
-	"N is scaled down to fit 1/4 of MemAvailable unless --no-scale), fills them,\n"
-	"then runs a memory hog in a child until MemAvailable is down to PCT% of\n"
-	"MemTotal (default 15; --no-hog skips it), writes 2 to /proc/sys/vm/drop_caches,\n"
-	"and checks:\n"
+	"Memory-pressure test for a small machine (made for 256-512 MiB guests).\n"
+	"Creates hats holding N page tables (default 40000: a page of a 1 MiB user\n"
+	"buffer every 2 MiB; N is scaled down to fit 60% of MemAvailable unless\n"
+	"--no-scale), fills them, then runs a memory hog in a child until\n"
+	"MemAvailable is down to PCT% of MemTotal (default 15; --no-hog skips it)\n"
+	"and then, with --overcommit PCT, the rest of MemAvailable and PCT % of the\n"
+	"tables' memory more (default 0): memory only the shrinker can give back;\n"
+	"the hog must not be OOM-killed),\n"
+	"writes 2 to /proc/sys/vm/drop_caches, and checks:\n"
 	"  - debugfs shrinker_calls grew;\n"
 	"  - tables_live fell by at least 90% of the stealable count before;\n"
 	"  - the reserve is back at its target;\n"
-	"  - a VERIFY job over every page sees every byte, with reloads;\n"
-	"  - destroying the hats returns tables_live and hats_live.\n"
+	"  - a VERIFY job at every VA sees every byte of its page, with reloads;\n"
+	"  - destroying the hats returns tables_live, hats_live, pinned_pages.\n"
 	"Output is TAP version 13 ('1..8', one ok/not ok per check, '#' notes).\n"
 	"Needs root, debugfs and the htable module.  Exit status 0 only if every\n"
 	"check passed, 1 otherwise, 2 on a usage error.\n";
@@ -393,6 +458,11 @@ public:
 	void note(const std::string& line) override
 	{
 		std::printf("# %s\n", line.c_str());
+		std::fflush(stdout);
+	}
+	void figures(const std::string& json) override
+	{
+		std::printf("# reliability %s\n", json.c_str());
 		std::fflush(stdout);
 	}
 	void result(bool ok, const std::string& name, const char* skip) override
@@ -443,6 +513,10 @@ int cmd_pressure(std::span<char*> args)
 			if (!value(v) || v == 0 || v >= 100)
 				return 2;
 			cfg.hog_left_pct = unsigned(v);
+		} else if (a == "--overcommit") {
+			if (!value(v) || v > 100)
+				return 2;
+			cfg.overcommit_pct = unsigned(v);
 		} else if (a == "--no-hog") {
 			cfg.hog = false;
 		} else if (a == "--no-scale") {

@@ -2,7 +2,8 @@
 //
 // `htablectl selftest`: TAP version 13 test suite against the live module.
 // This file: the failure tracker, shared helpers and the runner.  The tests
-// live in selftest_{basic,map,jobs,system}.cpp (see selftest.hpp).
+// live in selftest_{basic,badinput,map,jobs,system,security}.cpp (see
+// selftest.hpp).
 #include "selftest.hpp"
 
 #include <algorithm>
@@ -308,8 +309,8 @@ const char kSelftestHelp[] =
 std::vector<st::Case> all_cases()
 {
 	std::vector<st::Case> all;
-	for (auto group : {st::basic_cases, st::mapping_cases, st::reclaim_cases, st::job_cases,
-			   st::system_cases}) {
+	for (auto group : {st::basic_cases, st::badinput_cases, st::mapping_cases, st::reclaim_cases,
+			   st::job_cases, st::system_cases, st::security_cases}) {
 		auto g = group();
 		all.insert(all.end(), g.begin(), g.end());
 	}

@@ -161,5 +161,7 @@ std::vector<Case> mapping_cases();   // selftest_map.cpp: page sizes, owned, pro
 std::vector<Case> reclaim_cases();   // selftest_map.cpp: REAP (LOCK vs REAP is in t_lock)
 std::vector<Case> job_cases();       // selftest_jobs.cpp: cpu masks, new ops
 std::vector<Case> system_cases();    // selftest_system.cpp: limits, processes, CPUs, debugfs
+std::vector<Case> badinput_cases();  // selftest_badinput.cpp: one table of invalid requests
+std::vector<Case> security_cases();  // selftest_security.cpp: who may do what (docs/SECURITY.md)
 
 }  // namespace htable::st

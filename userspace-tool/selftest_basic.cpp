@@ -1,19 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 //
 // selftest: the ioctls of ABI 1.0 (VERSION, HAT_CREATE/DESTROY, MAP, UNMAP,
-// TRANSLATE, JOB FILL/VERIFY/CHECKSUM) and the rules shared by all ioctls
-// (permissions, command numbers, argument sizes, must-be-zero fields).
+// TRANSLATE, JOB FILL/VERIFY/CHECKSUM) doing what they should.  What they
+// refuse (command numbers, argument sizes, must-be-zero fields, bad
+// ranges...) is selftest_badinput's table; permissions are in
+// selftest_security.
 #include "selftest.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <cerrno>
 #include <chrono>
-#include <linux/capability.h>
 #include <set>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -47,69 +45,6 @@ void t_version(Ctx& c, T& t)
 		t.check(!std::memcmp(&again, &v, sizeof(v)), "two VERSION calls disagree");
 }
 
-// A child without CAP_SYS_ADMIN in its effective set uses the same open
-// file (and so the same hats) as the parent.
-void t_eperm(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	std::fflush(stdout);
-	pid_t pid = fork();
-	if (pid < 0) {
-		t.check(false, "fork: %s", std::strerror(errno));
-		return;
-	}
-	if (pid == 0) {
-		if (drop_caps({CAP_SYS_ADMIN}, false) != 0)
-			_exit(3);
-		T ct;
-		htable_version v{};
-		htable_hat_create hc{};
-		htable_translate tr{};
-		htable_job j{};
-		const u32 id = f->id();
-		ct.want_err(c.dev.version(v), EPERM, "VERSION without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.hat_create(hc), EPERM, "HAT_CREATE without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.map(id, f->va + P, f->buf.data(), P), EPERM, "MAP without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.translate(id, f->va, tr), EPERM, "TRANSLATE without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.job(id, HTABLE_JOB_FILL, f->va, P, 1, HTABLE_JOB_ANY_CPU, j), EPERM,
-			    "JOB without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.unmap(id, f->va, P), EPERM, "UNMAP without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.map_owned(id, f->va + P, P), EPERM, "MAP owned without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.protect(id, f->va, P, HTABLE_PROT_READ), EPERM,
-			    "PROTECT without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.lock(id, f->va, P, true), EPERM, "LOCK without CAP_SYS_ADMIN");
-		std::vector<htable_walk_entry> w;
-		ct.want_err(c.dev.walk_all(id, f->va, f->va + P, w), EPERM, "WALK without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.share(id, id + 1, f->va, 0), EPERM, "SHARE without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.reap(1000), EPERM, "REAP without CAP_SYS_ADMIN");
-		htable_stats st{};
-		ct.want_err(c.dev.stats(st), EPERM, "STATS without CAP_SYS_ADMIN");
-		ct.want_err(c.dev.hat_destroy(id), EPERM, "HAT_DESTROY without CAP_SYS_ADMIN");
-		std::fflush(stdout);
-		_exit(ct.ok() ? 0 : 1);
-	}
-	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-		t.fail("child could not drop CAP_SYS_ADMIN (capget/capset failed)");
-	else
-		t.check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			"child without CAP_SYS_ADMIN: wait status 0x%x", status);
-	// the refused calls changed nothing
-	htable_translate tr{};
-	if (want_mapped(c, t, f->id(), f->va, true, &tr))
-		t.check(tr.prot == kProtRW || tr.prot == HTABLE_PROT_ALL,
-			"refused PROTECT changed prot to %s", prot_string(tr.prot).c_str());
-	want_mapped(c, t, f->id(), f->va + P, false);
-	std::vector<htable_walk_entry> w;
-	if (t.want_ok(c.dev.walk_all(f->id(), f->va, f->va + P, w), "WALK"))
-		t.check(w.size() == 1 && !(w[0].flags & HTABLE_WALK_LOCKED), "refused LOCK locked the page");
-	t.check(all_equal(f->buf.span(0, P), 0), "refused FILL job wrote to the buffer");
-}
-
 void t_create_destroy(Ctx& c, T& t)
 {
 	htable_hat_create hc{};
@@ -135,91 +70,26 @@ void t_destroy_twice(Ctx& c, T& t)
 	t.want_err(c.dev.hat_destroy(id), ENOENT, "second HAT_DESTROY");
 }
 
-void t_unknown_hat(Ctx& c, T& t)
+// JOB grew: its ABI 1.0 size (88 bytes: up to max_window_ns; reloads,
+// cpu_mask, dst_va and cpus_ran came later) is still accepted, with the new
+// inputs taken as 0, and gets the 1.0 prefix back.  (Sizes below a
+// command's first version: selftest_badinput.)
+void t_job_abi10(Ctx& c, T& t)
 {
-	Buffer buf(P);
-	u32 gone = 0;
-	if (auto h = Hat::create(c.dev); t.want_ok(h ? 0 : h.error(), "HAT_CREATE")) {
-		gone = h->id();
-		t.want_ok(h->reset(), "HAT_DESTROY");
-	}
-	for (u32 id : {0u, 0x7fffffffu, 0xffffffffu, gone}) {
-		htable_translate tr{};
-		htable_job j{};
-		t.want_err(c.dev.hat_destroy(id), ENOENT, "HAT_DESTROY id %u", id);
-		t.want_err(c.dev.map(id, kDemoVa, buf.data(), P), ENOENT, "MAP id %u", id);
-		t.want_err(c.dev.unmap(id, kDemoVa, P), ENOENT, "UNMAP id %u", id);
-		t.want_err(c.dev.translate(id, kDemoVa, tr), ENOENT, "TRANSLATE id %u", id);
-		t.want_err(c.dev.job(id, HTABLE_JOB_CHECKSUM, kDemoVa, P, 0, HTABLE_JOB_ANY_CPU, j),
-			   ENOENT, "JOB id %u", id);
-	}
-}
-
-void t_enotty(Ctx& c, T& t)
-{
-	alignas(8) std::array<u8, 256> arg{};
-	const struct {
-		unsigned long cmd;
-		const char* what;
-	} cmds[] = {
-		{_IOWR(HTABLE_IOC_MAGIC, 0x0d, struct htable_version), "nr 0x0d, the first unknown"},
-		{_IOW(HTABLE_IOC_MAGIC, 0x0d, struct htable_reap), "nr 0x0d, _IOW"},
-		{_IOR(HTABLE_IOC_MAGIC, 0x0c, struct htable_stats), "STATS with _IOR"},
-		{_IOWR(HTABLE_IOC_MAGIC, 0x07, struct htable_protect), "PROTECT with _IOWR"},
-		{_IOR(HTABLE_IOC_MAGIC, 0x09, struct htable_walk), "WALK with _IOR"},
-		{_IOW(HTABLE_IOC_MAGIC, 0x0b, struct htable_reap), "REAP with _IOW"},
-		{_IO(HTABLE_IOC_MAGIC, 0x3f), "nr 0x3f, no argument"},
-		{_IOWR(HTABLE_IOC_MAGIC, 0xff, struct htable_job), "nr 0xff"},
-		{_IOR(HTABLE_IOC_MAGIC ^ 1, 0x00, struct htable_version), "VERSION with magic 0xbb"},
-		{_IOWR('h', 0x01, struct htable_hat_create), "HAT_CREATE with magic 'h'"},
-	};
-	for (const auto& x : cmds) {
-		arg.fill(0);
-		t.want_err(c.dev.ioctl_raw(x.cmd, arg.data()), ENOTTY, "ioctl 0x%lx (%s)", x.cmd, x.what);
-	}
-}
-
-void t_size_small(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1, false);
+	auto f = fixture(c, t, 1);
 	if (!f)
 		return;
-	htable_version v{};
-	htable_hat_create hc{};
-	htable_map m{};
-	m.hat_id = f->id();
-	m.prot = kProtRW;
-	m.va = f->va;
-	m.uaddr = reinterpret_cast<uintptr_t>(f->buf.data());
-	m.length = P;
 	htable_job j{};
 	j.hat_id = f->id();
 	j.op = HTABLE_JOB_FILL;
 	j.cpu = HTABLE_JOB_ANY_CPU;
 	j.va = f->va;
 	j.length = P;
-
-	t.want_err(c.dev.ioctl_raw(resized(HTABLE_IOC_VERSION, sizeof(v) - 8), &v), EINVAL,
-		   "VERSION with size %zu", sizeof(v) - 8);
-	t.want_err(c.dev.ioctl_raw(resized(HTABLE_IOC_VERSION, 0), &v), EINVAL, "VERSION with size 0");
-	t.want_err(c.dev.ioctl_raw(resized(HTABLE_IOC_HAT_CREATE, 8), &hc), EINVAL,
-		   "HAT_CREATE with size 8");
-	t.want_err(c.dev.ioctl_raw(resized(HTABLE_IOC_MAP, sizeof(m) - 8), &m), EINVAL,
-		   "MAP with size %zu", sizeof(m) - 8);
-	t.want_err(c.dev.ioctl_raw(resized(HTABLE_IOC_JOB, 40), &j), EINVAL, "JOB with size 40");
-	want_mapped(c, t, f->id(), f->va, false);
-	t.check(all_equal(f->buf.span(0, P), 0), "buffer changed by a refused job");
-	// control: the same MAP with the right size works
-	if (!t.want_ok(c.dev.map(m), "MAP with the v1 size (control)"))
-		return;
-	// JOB grew: its ABI 1.0 size (88 bytes: up to max_window_ns; reloads,
-	// cpu_mask, dst_va and cpus_ran came later) is still accepted, with the
-	// new inputs taken as 0, and gets the 1.0 prefix back.
+	j.seed = 0x88;
 	constexpr size_t v10 = offsetof(htable_job, reloads);
 	static_assert(v10 == 88);
 	alignas(8) std::array<u8, sizeof(htable_job) + 16> raw{};
 	raw.fill(0xee);  // the part past the old struct must stay untouched
-	j.seed = 0x88;
 	std::memcpy(raw.data(), &j, v10);
 	if (t.want_ok(c.dev.ioctl_raw(resized(HTABLE_IOC_JOB, v10), raw.data()), "JOB with size 88")) {
 		htable_job back{};
@@ -230,60 +100,6 @@ void t_size_small(Ctx& c, T& t)
 			"88-byte JOB: the module wrote past the caller's struct");
 		t.check(count_mismatches(f->buf.span(0, P), 0x88) == 0, "88-byte FILL not in the buffer");
 	}
-	t.want_err(c.dev.ioctl_raw(resized(HTABLE_IOC_JOB, v10 - 8), raw.data()), EINVAL,
-		   "JOB with size 80");
-}
-
-void t_size_big_nonzero(Ctx&, T& t)
-{
-	// A separate fd: any hat wrongly created here dies with it.
-	auto dev = Device::open();
-	if (!t.want_ok(dev ? 0 : dev.error(), "open second fd"))
-		return;
-	std::array<u8, 16> tail{};
-
-	htable_hat_create hc{};
-	tail.fill(0);
-	tail[15] = 1;
-	t.want_err(ioctl_with_tail(*dev, HTABLE_IOC_HAT_CREATE, hc, tail), E2BIG,
-		   "HAT_CREATE with 16-byte tail, last byte 1");
-	hc = {};
-	tail.fill(0);
-	tail[0] = 0x80;
-	t.want_err(ioctl_with_tail(*dev, HTABLE_IOC_HAT_CREATE, hc, tail), E2BIG,
-		   "HAT_CREATE with 16-byte tail, first byte 0x80");
-
-	auto hat = Hat::create(*dev);
-	if (!t.want_ok(hat ? 0 : hat.error(), "HAT_CREATE"))
-		return;
-	Buffer buf(P);
-	htable_map m{};
-	m.hat_id = hat->id();
-	m.prot = kProtRW;
-	m.va = kDemoVa;
-	m.uaddr = reinterpret_cast<uintptr_t>(buf.data());
-	m.length = P;
-	tail.fill(0);
-	tail[7] = 1;
-	t.want_err(ioctl_with_tail(*dev, HTABLE_IOC_MAP, m, std::span<const u8>(tail.data(), 8)), E2BIG,
-		   "MAP with 8-byte tail, last byte 1");
-	htable_translate tr{};
-	if (t.want_ok(dev->translate(hat->id(), kDemoVa, tr), "TRANSLATE"))
-		t.check(!tr.mapped, "refused MAP mapped the page anyway");
-
-	if (!t.want_ok(dev->map(m), "MAP (control)"))
-		return;
-	htable_job j{};
-	j.hat_id = hat->id();
-	j.op = HTABLE_JOB_FILL;
-	j.cpu = HTABLE_JOB_ANY_CPU;
-	j.va = kDemoVa;
-	j.length = P;
-	j.seed = 42;
-	tail.fill(0);
-	tail[3] = 0xff;
-	t.want_err(ioctl_with_tail(*dev, HTABLE_IOC_JOB, j, tail), E2BIG, "JOB with non-zero tail");
-	t.check(all_equal(buf.span(0, P), 0), "refused FILL job wrote to the buffer");
 }
 
 void t_size_big_zero(Ctx& c, T& t)
@@ -316,153 +132,6 @@ void t_size_big_zero(Ctx& c, T& t)
 	}
 }
 
-void t_create_flags(Ctx&, T& t)
-{
-	auto dev = Device::open();  // any hat wrongly created dies with this fd
-	if (!t.want_ok(dev ? 0 : dev.error(), "open second fd"))
-		return;
-	htable_hat_create hc{};
-	// bit 0 is HTABLE_HAT_COPIED_TOP; every other bit is unknown
-	for (u32 flags : {2u, 1u << 31, HTABLE_HAT_COPIED_TOP | 4u}) {
-		hc = {};
-		hc.flags = flags;
-		t.want_err(dev->hat_create(hc), EINVAL, "HAT_CREATE flags=0x%x", flags);
-	}
-	hc = {};
-	hc.flags = HTABLE_HAT_COPIED_TOP;
-	hc.__pad = 1;
-	t.want_err(dev->hat_create(hc), EINVAL, "HAT_CREATE COPIED_TOP with __pad=1");
-	hc = {};
-	hc.__pad = 1;
-	t.want_err(dev->hat_create(hc), EINVAL, "HAT_CREATE __pad=1");
-	hc = {};
-	t.want_ok(dev->hat_create(hc), "HAT_CREATE with zeroes (control)");
-	hc = {};
-	hc.flags = HTABLE_HAT_COPIED_TOP;
-	t.want_ok(dev->hat_create(hc), "HAT_CREATE flags=COPIED_TOP (control)");
-}
-
-void t_map_flags(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1, false);
-	if (!f)
-		return;
-	// bit 0 is HTABLE_MAP_OWNED; every other bit is unknown
-	for (u64 flags : {2ull, 1ull << 63, HTABLE_MAP_OWNED | 2ull}) {
-		htable_map m{};
-		m.hat_id = f->id();
-		m.prot = kProtRW;
-		m.va = f->va;
-		m.uaddr = flags & HTABLE_MAP_OWNED ? 0 : reinterpret_cast<uintptr_t>(f->buf.data());
-		m.length = P;
-		m.flags = flags;
-		t.want_err(c.dev.map(m), EINVAL, "MAP flags=0x%llx", flags);
-	}
-	want_mapped(c, t, f->id(), f->va, false);
-	t.want_ok(c.dev.map(f->id(), f->va, f->buf.data(), P), "MAP flags=0 (control)");
-}
-
-void t_pad_fields(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	htable_hat_destroy d{};
-	d.hat_id = f->id();
-	d.__pad = 1;
-	t.want_err(c.dev.hat_destroy(d), EINVAL, "HAT_DESTROY __pad=1");
-	want_mapped(c, t, f->id(), f->va, true);
-
-	htable_unmap u{};
-	u.hat_id = f->id();
-	u.va = f->va;
-	u.length = P;
-	u.__pad = 1;
-	t.want_err(c.dev.unmap(u), EINVAL, "UNMAP __pad=1");
-	want_mapped(c, t, f->id(), f->va, true);
-
-	htable_translate tr{};
-	tr.hat_id = f->id();
-	tr.va = f->va;
-	tr.__pad = 1;
-	t.want_err(c.dev.translate(tr), EINVAL, "TRANSLATE __pad=1");
-}
-
-void t_job_flags(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	for (u32 flags : {1u, 0x80000000u}) {
-		htable_job j{};
-		j.hat_id = f->id();
-		j.op = HTABLE_JOB_FILL;
-		j.cpu = HTABLE_JOB_ANY_CPU;
-		j.va = f->va;
-		j.length = P;
-		j.seed = 1;
-		j.flags = flags;
-		t.want_err(c.dev.job(j), EINVAL, "JOB flags=0x%x", flags);
-	}
-	t.check(all_equal(f->buf.span(0, P), 0), "refused FILL job wrote to the buffer");
-	htable_job j{};
-	want_job(c, t, j, f->id(), HTABLE_JOB_FILL, f->va, P, 1, P, 0);
-}
-
-void t_map_misaligned(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 2, false);
-	if (!f)
-		return;
-	const u8* b = f->buf.data();
-	const struct {
-		u64 va;
-		const u8* uaddr;
-		u64 len;
-		const char* what;
-	} cases[] = {
-		{f->va + 1, b, P, "va + 1"},
-		{f->va + 0x800, b, P, "va + 0x800"},
-		{f->va, b + 8, P, "uaddr + 8"},
-		{f->va, b + 0x800, P, "uaddr + 0x800"},
-		{f->va, b, P + 1, "length 4097"},
-		{f->va, b, 100, "length 100"},
-		{f->va, b, P + P / 2, "length 0x1800"},
-	};
-	for (const auto& x : cases)
-		t.want_err(c.dev.map(f->id(), x.va, x.uaddr, x.len), EINVAL, "MAP with %s", x.what);
-	want_mapped(c, t, f->id(), f->va, false);
-	want_mapped(c, t, f->id(), f->va + P, false);
-	t.want_ok(c.dev.map(f->id(), f->va, b, 2 * P), "aligned MAP (control)");
-}
-
-void t_map_zero_length(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1, false);
-	if (!f)
-		return;
-	t.want_err(c.dev.map(f->id(), f->va, f->buf.data(), 0), EINVAL, "MAP length 0");
-	t.want_err(c.dev.map(f->id(), 0, f->buf.data(), 0), EINVAL, "MAP length 0 at va 0");
-}
-
-void t_map_beyond_end(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 2, false);
-	if (!f)
-		return;
-	const u64 end = c.end();
-	const struct {
-		u64 va, len;
-	} cases[] = {
-		{end, P}, {end - P, 2 * P}, {end + 0x100000, P}, {1ull << 63, P}, {~0ull & ~(P - 1), P},
-	};
-	for (const auto& x : cases) {
-		t.want_err(c.dev.map(f->id(), x.va, f->buf.data(), x.len), EINVAL,
-			   "MAP va 0x%llx length 0x%llx (user_va_end 0x%llx)", x.va, x.len, end);
-	}
-	want_mapped(c, t, f->id(), end - P, false);
-}
-
 void t_map_first_last_page(Ctx& c, T& t)
 {
 	auto f = fixture(c, t, 1, false);
@@ -484,90 +153,16 @@ void t_map_first_last_page(Ctx& c, T& t)
 	}
 }
 
-void t_wrap(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 2, false);
-	if (!f)
-		return;
-	const u64 end = c.end();
-	// va + length overflows to exactly 0 or to a small value: a naive
-	// "va + length <= user_va_end" check would accept these.
-	t.want_err(c.dev.map(f->id(), P, f->buf.data(), 0 - P), EINVAL,
-		   "MAP va 0x1000 length 0x%llx (end wraps to 0)", 0 - P);
-	t.want_err(c.dev.map(f->id(), end - P, f->buf.data(), 0 - (end - P) + P), EINVAL,
-		   "MAP va 0x%llx length 0x%llx (end wraps to 0x1000)", end - P, 0 - (end - P) + P);
-	t.want_err(c.dev.unmap(f->id(), P, 0 - P), EINVAL, "UNMAP va 0x1000 length 0x%llx", 0 - P);
-	t.want_err(c.dev.unmap(f->id(), end - P, 0 - (end - P) + P), EINVAL,
-		   "UNMAP va 0x%llx wrapping to 0x1000", end - P);
-	htable_job j{};
-	t.want_err(c.dev.job(f->id(), HTABLE_JOB_FILL, 8, 0 - u64(8), 1, HTABLE_JOB_ANY_CPU, j), EINVAL,
-		   "JOB va 8 length 0x%llx (end wraps to 0)", 0 - u64(8));
-	t.want_err(c.dev.job(f->id(), HTABLE_JOB_CHECKSUM, P, 0 - P + 16, 1, HTABLE_JOB_ANY_CPU, j),
-		   EINVAL, "JOB va 0x1000 wrapping to 0x10");
-	t.check(all_equal(f->buf.span(0, 2 * P), 0), "buffer changed");
-}
-
-void t_prot_no_read(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1, false);
-	if (!f)
-		return;
-	for (u32 prot : {0u, HTABLE_PROT_WRITE, HTABLE_PROT_EXEC, HTABLE_PROT_WRITE | HTABLE_PROT_EXEC})
-		t.want_err(c.dev.map(f->id(), f->va, f->buf.data(), P, prot), EINVAL, "MAP prot %s",
-			   prot_string(prot).c_str());
-	want_mapped(c, t, f->id(), f->va, false);
-	t.want_ok(c.dev.map(f->id(), f->va, f->buf.data(), P, HTABLE_PROT_READ), "MAP prot r-- (control)");
-}
-
-void t_prot_unknown(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1, false);
-	if (!f)
-		return;
-	for (u32 prot : {HTABLE_PROT_READ | (1u << 3), HTABLE_PROT_READ | (1u << 31),
-			 HTABLE_PROT_ALL | (1u << 4)})
-		t.want_err(c.dev.map(f->id(), f->va, f->buf.data(), P, prot), EINVAL, "MAP prot 0x%x", prot);
-	want_mapped(c, t, f->id(), f->va, false);
-	t.want_ok(c.dev.map(f->id(), f->va, f->buf.data(), P, HTABLE_PROT_ALL), "MAP prot rwx (control)");
-}
-
+// 4 KiB and AUTO of 2 MiB of 4 KiB pages (2 MiB aligned in the process and
+// in the hat) give 4 KiB leaves.  Bogus and unusable page sizes:
+// selftest_badinput.
 void t_page_size(Ctx& c, T& t)
 {
-	// 2 MiB of 4 KiB pages (MADV_NOHUGEPAGE), 2 MiB aligned both in the
-	// process and in the hat, so only the page size decides.
 	auto hat = new_hat(c, t);
 	if (!hat)
 		return;
 	Buffer buf(k2M, 0, k2M, Huge::Never);
 	const u64 va = kDemoVa;
-	auto before = counters(t);
-	for (u64 ps : {2 * P, 16 * P, 1ull << 20, 4ull << 20, 1ull << 39, u64(3), 1ull << 63})
-		t.want_err(c.dev.map(hat->id(), va, buf.data(), k2M, kProtRW, ps), EOPNOTSUPP,
-			   "MAP 2 MiB aligned, page_size 0x%llx", ps);
-	// 1 GiB: supported with pdpe1gb (then our buffer is not 1 GiB aligned)
-	if (c.ver.features & HTABLE_FEAT_1G)
-		t.want_err(c.dev.map(hat->id(), va, buf.data(), k2M, kProtRW, k1G), EINVAL,
-			   "MAP 2 MiB with page_size 1 GiB (CPU has 1 GiB pages)");
-	else
-		t.want_err(c.dev.map(hat->id(), va, buf.data(), k2M, kProtRW, k1G), EOPNOTSUPP,
-			   "MAP page_size 1 GiB on a CPU without 1 GiB pages");
-	// 2 MiB: supported, but these pages are not one contiguous 2 MiB page
-	std::string why;
-	if (physically_contiguous(buf.data(), k2M, &why)) {
-		t.diag("the 4 KiB pages happen to be physically contiguous: 2 MiB must map");
-		if (t.want_ok(c.dev.map(hat->id(), va, buf.data(), k2M, kProtRW, k2M), "MAP 2 MiB"))
-			t.want_ok(c.dev.unmap(hat->id(), va, k2M), "UNMAP");
-	} else {
-		t.diag("branch: 4 KiB pages (%s): explicit 2 MiB gives EINVAL", why.c_str());
-		t.want_err(c.dev.map(hat->id(), va, buf.data(), k2M, kProtRW, k2M), EINVAL,
-			   "MAP page_size 2 MiB of memory made of 4 KiB pages");
-	}
-	want_mapped(c, t, hat->id(), va, false);
-	want_mapped(c, t, hat->id(), va + k2M - P, false);
-	if (auto after = counters(t); before && after)
-		t.check(after->pinned_pages == before->pinned_pages,
-			"pinned_pages %llu -> %llu after refused MAPs", before->pinned_pages,
-			after->pinned_pages);
 	// controls: 4 KiB and AUTO work, and give 4 KiB leaves on 4 KiB pages
 	const bool contiguous = physically_contiguous(buf.data(), k2M, nullptr);
 	for (u64 ps : {HTABLE_PAGE_4K, u64(HTABLE_PAGE_AUTO)}) {
@@ -582,68 +177,6 @@ void t_page_size(Ctx& c, T& t)
 				tr.page_size, tr.level, leaf);
 		t.want_ok(c.dev.unmap(hat->id(), va, k2M), "UNMAP");
 	}
-}
-
-void t_efault(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 3, false);
-	if (!f)
-		return;
-	auto before = counters(t);
-
-	// Our buffer's third page is returned to the kernel: a MAP of all three
-	// pages must fail as a whole and release what it may have pinned.
-	f->buf.shrink(2 * P);
-	t.want_err(c.dev.map(f->id(), f->va, f->buf.data(), 3 * P), EFAULT,
-		   "MAP of 3 pages whose 3rd is not mapped in the process");
-	want_mapped(c, t, f->id(), f->va, false);
-	want_mapped(c, t, f->id(), f->va + P, false);
-
-	// A region that was entirely unmapped (munmap right before the ioctl).
-	void* gone = mmap(nullptr, 2 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (t.check(gone != MAP_FAILED, "mmap: %s", std::strerror(errno))) {
-		munmap(gone, 2 * P);
-		t.want_err(c.dev.map(f->id(), f->va, gone, 2 * P), EFAULT, "MAP of munmapped memory");
-	}
-	t.want_err(c.dev.map(f->id(), f->va, nullptr, P), EFAULT, "MAP of uaddr 0");
-
-	if (auto after = counters(t); before && after)
-		t.check(after->pinned_pages == before->pinned_pages,
-			"pinned_pages %llu -> %llu after failed MAPs", before->pinned_pages,
-			after->pinned_pages);
-	else
-		t.diag("pinned_pages not checked (no stats)");
-	// control: nothing was left mapped, so the valid part maps fine
-	t.want_ok(c.dev.map(f->id(), f->va, f->buf.data(), 2 * P), "MAP of the 2 valid pages");
-}
-
-void t_eexist(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 6, false);
-	if (!f)
-		return;
-	const u32 id = f->id();
-	const u64 va = f->va;
-	if (!t.want_ok(c.dev.map(id, va, f->at(0), 4 * P), "MAP pages 0-3"))
-		return;
-	auto before = counters(t);
-	t.want_err(c.dev.map(id, va, f->at(0), 4 * P), EEXIST, "same MAP again");
-	t.want_err(c.dev.map(id, va + 2 * P, f->at(2 * P), 4 * P), EEXIST, "MAP pages 2-5");
-	t.want_err(c.dev.map(id, va + 3 * P, f->at(0), P), EEXIST, "MAP page 3 only");
-	t.want_err(c.dev.map(id, va - P, f->at(4 * P), 2 * P), EEXIST, "MAP pages -1..0");
-	want_mapped(c, t, id, va + 4 * P, false);
-	want_mapped(c, t, id, va + 5 * P, false);
-	want_mapped(c, t, id, va - P, false);
-	if (auto after = counters(t); before && after)
-		t.check(after->pinned_pages == before->pinned_pages,
-			"pinned_pages %llu -> %llu after refused MAPs", before->pinned_pages,
-			after->pinned_pages);
-	// the original mapping is intact, and the free neighbours can be mapped
-	htable_job j{};
-	fill_pattern(f->buf.span(0, 4 * P), 5);
-	if (want_job(c, t, j, id, HTABLE_JOB_VERIFY, va, 4 * P, 5, 4 * P, 0))
-		t.check(j.result == 0, "VERIFY after refused MAPs: %llu mismatches", j.result);
-	t.want_ok(c.dev.map(id, va + 4 * P, f->at(4 * P), 2 * P), "MAP pages 4-5 (control)");
 }
 
 void t_pinned_stats(Ctx& c, T& t)
@@ -826,17 +359,6 @@ void t_translate_unmapped(Ctx& c, T& t)
 		want_mapped(c, t, empty->id(), f->va, false);
 }
 
-void t_translate_beyond_end(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	for (u64 va : {c.end(), c.end() + 0x1234, 1ull << 63, ~0ull}) {
-		htable_translate tr{};
-		t.want_err(c.dev.translate(f->id(), va, tr), EINVAL, "TRANSLATE 0x%llx", va);
-	}
-}
-
 void t_two_hats_one_page(Ctx& c, T& t)
 {
 	Buffer buf(P);
@@ -898,96 +420,30 @@ void t_any_cpu(Ctx& c, T& t)
 	t.diag("ANY_CPU jobs ran on %zu distinct CPU(s)", seen.size());
 }
 
-void t_bad_cpu(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	std::vector<u32> bad = {4096, 0xfffffffeu, 0x80000000u};
-	auto possible = possible_cpus();
-	if (!possible.empty() && possible.back() + 1 < 4096)
-		bad.push_back(possible.back() + 1);  // first id past nr_cpu_ids
-	for (u32 p : possible)
-		if (std::find(c.cpus.begin(), c.cpus.end(), p) == c.cpus.end()) {
-			t.diag("CPU %u is possible but offline", p);
-			bad.push_back(p);
-			break;
-		}
-	for (u32 cpu : bad) {
-		htable_job j{};
-		t.want_err(c.dev.job(f->id(), HTABLE_JOB_FILL, f->va, P, 3, cpu, j), EINVAL, "JOB on CPU %u", cpu);
-	}
-	t.check(all_equal(f->buf.span(0, P), 0), "a refused FILL job wrote to the buffer");
-}
-
-void t_bad_op(Ctx& c, T& t)
-{
-	auto f = fixture(c, t, 1);
-	if (!f)
-		return;
-	for (u32 op : {0u, u32(HTABLE_JOB_COPY + 1), 99u, 0xffffffffu}) {
-		htable_job j{};
-		t.want_err(c.dev.job(f->id(), op, f->va, P, 3, HTABLE_JOB_ANY_CPU, j), EINVAL, "JOB op %u", op);
-	}
-	t.check(all_equal(f->buf.span(0, P), 0), "a refused job wrote to the buffer");
-}
-
-void t_job_range(Ctx& c, T& t)
+// The smallest job, and the last 8 bytes of the user range (valid, but
+// unmapped here: one faulting page).  Bad ranges: selftest_badinput.
+void t_job_bounds(Ctx& c, T& t)
 {
 	auto f = fixture(c, t, 2);
 	if (!f)
 		return;
-	const u64 end = c.end();
-	const struct {
-		u64 va, len;
-		const char* what;
-	} cases[] = {
-		{f->va, 0, "length 0"},
-		{f->va, 4, "length 4"},
-		{f->va, 12, "length 12"},
-		{f->va, P - 1, "length 4095"},
-		{f->va + 4, 8, "va + 4"},
-		{f->va + 1, 16, "va + 1"},
-		{end - 8, 16, "past user_va_end"},
-		{end, 8, "at user_va_end"},
-		{1ull << 63, 8, "kernel half"},
-	};
-	for (const auto& x : cases) {
-		htable_job j{};
-		t.want_err(c.dev.job(f->id(), HTABLE_JOB_FILL, x.va, x.len, 9, HTABLE_JOB_ANY_CPU, j),
-			   EINVAL, "JOB FILL va 0x%llx length %llu (%s)", x.va, x.len, x.what);
-	}
-	t.check(all_equal(f->buf.span(0, 2 * P), 0), "a refused job wrote to the buffer");
-	// controls: 8 bytes at an 8-byte aligned va; the last 8 bytes of the
-	// user range (valid but unmapped here: one faulting page)
 	htable_job j{};
 	if (want_job(c, t, j, f->id(), HTABLE_JOB_FILL, f->va + 8, 8, 9, 8, 0))
 		t.check(count_mismatches(f->buf.span(8, 8), 9) == 0, "8-byte FILL not visible");
-	want_job(c, t, j, f->id(), HTABLE_JOB_CHECKSUM, end - 8, 8, 0, 0, 1);
+	t.check(all_equal(f->buf.span(0, 8), 0) && all_equal(f->buf.span(16, 2 * P - 16), 0),
+		"an 8-byte FILL wrote outside its 8 bytes");
+	want_job(c, t, j, f->id(), HTABLE_JOB_CHECKSUM, c.end() - 8, 8, 0, 0, 1);
 }
 
-void t_unmap_args(Ctx& c, T& t)
+// Holes are fine.  Bad arguments: selftest_badinput.
+void t_unmap_holes(Ctx& c, T& t)
 {
 	auto f = fixture(c, t, 4);
 	if (!f)
 		return;
-	const u64 end = c.end();
-	const struct {
-		u64 va, len;
-		const char* what;
-	} cases[] = {
-		{f->va + 1, P, "va + 1"},   {f->va + 0x800, P, "va + 0x800"},
-		{f->va, 0, "length 0"},     {f->va, 100, "length 100"},
-		{f->va, P + 8, "length 4104"}, {end, P, "at user_va_end"},
-		{end - P, 2 * P, "past user_va_end"},
-	};
-	for (const auto& x : cases)
-		t.want_err(c.dev.unmap(f->id(), x.va, x.len), EINVAL, "UNMAP va 0x%llx length %llu (%s)",
-			   x.va, x.len, x.what);
+	t.want_ok(c.dev.unmap(f->id(), f->va + (1ull << 30), 4 * P), "UNMAP of a never-mapped range");
 	for (u64 i = 0; i < 4; i++)
 		want_mapped(c, t, f->id(), f->va + i * P, true);
-	// never-mapped ranges and ranges with holes are fine
-	t.want_ok(c.dev.unmap(f->id(), f->va + (1ull << 30), 4 * P), "UNMAP of a never-mapped range");
 	t.want_ok(c.dev.unmap(f->id(), f->va - P, 6 * P), "UNMAP of a range larger than the mapping");
 	for (u64 i = 0; i < 4; i++)
 		want_mapped(c, t, f->id(), f->va + i * P, false);
@@ -1175,7 +631,6 @@ void t_many_hats(Ctx& c, T& t)
 	}
 }
 
-
 void t_stats_ioctl(Ctx& c, T& t)
 {
 	htable_stats st{};
@@ -1218,14 +673,10 @@ void t_stats_ioctl(Ctx& c, T& t)
 	}
 	for (const char* want : {"hats_live", "tables_live", "steals", "reloads", "stealable", "jobs"})
 		t.check(seen.count(want), "STATS lacks %s", want);
-	// refused
+	// nothing to write: entries is not looked at
 	st = {};
-	st.max_entries = 129;
-	st.entries = reinterpret_cast<uintptr_t>(buf.data());
-	t.want_err(c.dev.stats(st), EINVAL, "STATS with max_entries 129");
-	st = {};
-	st.max_entries = 1;
-	t.want_err(c.dev.stats(st), EFAULT, "STATS with entries = NULL");
+	if (t.want_ok(c.dev.stats(st), "STATS with max_entries 0 and entries = NULL"))
+		t.check(st.count == n, "count %u with max_entries 0", st.count);
 }
 
 }  // namespace
@@ -1234,48 +685,29 @@ std::vector<Case> basic_cases()
 {
 	return {
 	{"version: abi 1, levels 4/5, user_va_end, 4K page size, LA57 bit, nr_cpus", t_version},
-	{"permissions: without CAP_SYS_ADMIN every ioctl gives EPERM", t_eperm},
 	{"hat: create gives id > 0 and levels == paging_levels, destroy works", t_create_destroy},
 	{"hat: destroy twice gives ENOENT", t_destroy_twice},
-	{"hat: unknown or destroyed id gives ENOENT on every ioctl", t_unknown_hat},
-	{"ioctl: unknown command number or magic gives ENOTTY", t_enotty},
-	{"ioctl: argument size below v1 struct gives EINVAL; JOB's 88-byte v1.0 size works", t_size_small},
-	{"ioctl: bigger argument with non-zero tail gives E2BIG", t_size_big_nonzero},
+	{"job: the 88-byte ABI 1.0 struct works and gets its prefix back", t_job_abi10},
 	{"ioctl: bigger argument with zero tail is accepted", t_size_big_zero},
-	{"hat_create: unknown flag bits or non-zero pad give EINVAL", t_create_flags},
-	{"map: unknown flag bits give EINVAL", t_map_flags},
-	{"destroy/unmap/translate: non-zero pad gives EINVAL", t_pad_fields},
-	{"job: non-zero flags gives EINVAL", t_job_flags},
-	{"map: misaligned va, uaddr or length gives EINVAL", t_map_misaligned},
-	{"map: length 0 gives EINVAL", t_map_zero_length},
-	{"map: range past user_va_end gives EINVAL", t_map_beyond_end},
 	{"map: first and last page of the user range work", t_map_first_last_page},
-	{"map/unmap/job: wrapping ranges give EINVAL", t_wrap},
-	{"map: prot without READ gives EINVAL", t_prot_no_read},
-	{"map: unknown prot bit gives EINVAL", t_prot_unknown},
-	{"map: unsupported page_size gives EOPNOTSUPP, 2M of 4K pages EINVAL", t_page_size},
-	{"map: uaddr not mapped in the process gives EFAULT, nothing pinned", t_efault},
-	{"map: overlapping an existing mapping gives EEXIST, nothing mapped", t_eexist},
+	{"map: 4K and AUTO of 4 KiB pages give 4 KiB leaves", t_page_size},
 	{"stats: pinned_pages and hats_live follow map, unmap, destroy", t_pinned_stats},
 	{"job FILL: the process reads the pattern back from its own mapping", t_fill},
 	{"job VERIFY: 0 mismatches, then exactly the corrupted byte", t_verify},
 	{"job CHECKSUM: equals FNV-1a 64 computed by the process", t_checksum},
 	{"translate: pa of the exact byte, matches pagemap, prot, 4K leaf", t_translate_mapped},
 	{"translate: unmapped va gives mapped=0 and pa=0", t_translate_unmapped},
-	{"translate: va at or past user_va_end gives EINVAL", t_translate_beyond_end},
 	{"two hats mapping one page see the same PA and data", t_two_hats_one_page},
 	{"job: runs on each online CPU asked for (ran_on_cpu)", t_every_cpu},
 	{"job: ANY_CPU runs on an online CPU", t_any_cpu},
-	{"job: out-of-range or offline cpu gives EINVAL", t_bad_cpu},
-	{"job: unknown op (0, 7, ...) gives EINVAL", t_bad_op},
-	{"job: bad length, alignment or range gives EINVAL", t_job_range},
-	{"unmap: bad arguments give EINVAL, holes are fine", t_unmap_args},
+	{"job: 8 bytes, and the last 8 bytes of the user range", t_job_bounds},
+	{"unmap: holes and never-mapped ranges are fine", t_unmap_holes},
 	{"unmap: jobs then fault once per page, translate says unmapped", t_unmap_faults},
 	{"unmap: middle page only, neighbours stay mapped", t_unmap_middle},
 	{"fd: hat ids of one fd are ENOENT on another", t_fd_isolation},
 	{"fd: close with live hats restores hats_live and pinned_pages", t_close_releases},
 	{"hats: 16 hats with distinct ids, mapped, filled, destroyed", t_many_hats},
-	{"stats ioctl: count, short arrays, same counters as debugfs, bad args", t_stats_ioctl},
+	{"stats ioctl: count, short arrays, same counters as debugfs", t_stats_ioctl},
 	};
 }
 

@@ -30,4 +30,7 @@ int htable_arch_init(void);
 void htable_arch_exit(void);
 void *htable_arch_cpu_top(unsigned int cpu, phys_addr_t *pa);
 
+/* module/shim_mm.c: count pages the module holds (debugfs pages_live). */
+void htable_pages_account(long nr);
+
 #endif

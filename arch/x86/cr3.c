@@ -62,6 +62,7 @@ int htable_arch_init(void)
 			htable_arch_exit();
 			return -ENOMEM;
 		}
+		htable_pages_account(2);
 		/* The kernel half is stable after boot; see dev.c. */
 		memcpy(top + PAGE_SIZE / 2, kernel_top + PAGE_SIZE / 2, PAGE_SIZE / 2);
 		htable_cpu_tops[cpu] = top;
@@ -76,8 +77,10 @@ void htable_arch_exit(void)
 	if (!htable_cpu_tops)
 		return;
 	for_each_possible_cpu(cpu)
-		if (htable_cpu_tops[cpu])
+		if (htable_cpu_tops[cpu]) {
 			free_pages((unsigned long)htable_cpu_tops[cpu], 1);
+			htable_pages_account(-2);
+		}
 	kfree(htable_cpu_tops);
 	htable_cpu_tops = NULL;
 }
