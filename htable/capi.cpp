@@ -171,6 +171,7 @@ hx_u64 htable_page_sizes(void) {
 
 hx_u64 htable_reap(hx_u64 nr) { return htable::htable_reap(nr); }
 hx_u64 htable_reclaimable(void) { return htable::htable_reclaimable(); }
+void htable_steal_hold(int hold) { htable::htable_steal_hold(hold != 0); }
 hx_u64 htable_reserve_count(void) { return htable::htable_reserve_count(); }
 hx_u32 htable_reserve_target(void) {
   return __atomic_load_n(&htable::htable_reserve_amount, __ATOMIC_RELAXED);
@@ -255,6 +256,7 @@ unsigned int htable_stats_snapshot(struct htable_stat *out, unsigned int max) {
       {"steal_passes", g_stats.steal_passes.Load()},
       {"steal_scanned", g_stats.steal_scanned.Load()},
       {"steal_second_chance", g_stats.steal_second_chance.Load()},
+      {"steal_held", g_stats.steal_held.Load()},
       {"reaps", g_stats.reaps.Load()},
       {"lookups", g_stats.lookups.Load()},
       {"lookup_probes", g_stats.lookup_probes.Load()},

@@ -605,12 +605,17 @@ void Hat::htable_purge_hat() {
     unshare_range(0, x86::user_va_end(levels_), &batch);
     batch.Flush();
     drain_cache();
+    // A hat may hold a million tables, and the kernel may not preempt us:
+    // a scheduling point now and then (the lock is a mutex, nobody else
+    // can reach the hat).
+    hx_u64 freed = 0;
     for (unsigned i = 0; i < nbuckets_; i++) {
       while (htable *ht = buckets_[i]) {
         buckets_[i] = ht->ht_next;
         lru_remove(ht);
         HX_WARN_ONCE(ht->ht_share_cnt, "purged table still shared");
         htable_free(ht);
+        if (!(++freed % 64)) hx_cond_resched();
       }
     }
     top_ = nullptr;
@@ -741,6 +746,7 @@ Status Hat::Map(hx_u64 va, hx_u64 len, hx_u64 page_size, hx_u32 attrs, hx_paddr_
     if (st == Status::Err(HX_ENOENT)) st = Status::Ok();
     if (!st.ok()) break;
     g_stats.maps.Add();
+    if (!((a / page_size + 1) % 512)) hx_cond_resched();  // a large range, no preemption
   }
   if (!st.ok()) {
     // Undo: the mapping must either exist or not (the record is the truth;

@@ -67,6 +67,7 @@ struct Stats {
   Counter steal_scanned;
   Counter steal_second_chance;  // skipped because recently accessed
   Counter reaps;            // htable_reap calls
+  Counter steal_held;       // steals given up for htable_steal_hold()
   Counter lookups;
   Counter lookup_probes;    // hash entries looked at by lookups
   Counter maps;
@@ -177,6 +178,8 @@ hx_u64 htable_steal(hx_u64 cnt);
 hx_u64 htable_reap(hx_u64 cnt);
 // What htable_reap() could give back now (the shrinker's count_objects).
 hx_u64 htable_reclaimable();
+// While held (a count), htable_steal() takes nothing: see steal.cpp.
+void htable_steal_hold(bool hold);
 
 // ---- hats ---------------------------------------------------------------------------
 

@@ -193,6 +193,13 @@ hx_u64 htable_page_sizes(void);
 hx_u64 htable_reap(hx_u64 nr);
 /** htable_reclaimable() - tables htable_reap() could take now. */
 hx_u64 htable_reclaimable(void);
+/**
+ * htable_steal_hold() - @hold 1: no table is stolen (REAP, the shrinker, a
+ * refill's steal) until the matching @hold 0.  A translation put back by
+ * htable_hat_fault() while held stays resident until then.  Counted; may be
+ * nested; never sleeps.
+ */
+void htable_steal_hold(int hold);
 /** htable_reserve_count() / htable_reserve_target() - the reserve. */
 hx_u64 htable_reserve_count(void);
 hx_u32 htable_reserve_target(void);

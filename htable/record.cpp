@@ -171,8 +171,11 @@ void Record::Cut(hx_u64 va, hx_u64 end) {
 
 // Free a subtree in O(n) without recursion or a stack: rotate left
 // children up until the node has none, then free it and go right.
+// Callers hold the hat's mutex at most: a tree of a million extents gets
+// scheduling points.
 void Record::FreeTree(Extent *t, Record *acct) {
-  while (t) {
+  for (hx_u64 n = 1; t; n++) {
+    if (!(n % 256)) hx_cond_resched();
     if (t->left) {
       Extent *l = t->left;
       t->left = l->right;

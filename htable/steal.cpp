@@ -38,6 +38,9 @@ struct StealLru {
 };
 StealLru g_lru;
 
+// Holders of htable_steal_hold(): while there is one, steals take nothing.
+hx_u64 g_holds;
+
 bool stealable(const htable *ht) {
   if (ht->ht_flags & HTABLE_CACHED) return true;
   return ht->ht_parent && !(ht->ht_flags & (HTABLE_VLP | HTABLE_SHARED_PFN)) &&
@@ -143,6 +146,16 @@ hx_u64 htable_steal(hx_u64 cnt) {
         hat->Put();
         continue;
       }
+      // Read under the hat lock: a holder that reloaded a translation of
+      // this hat did so under this lock, after raising the count, so we see
+      // the count and leave its table alone (see htable_steal_hold()).
+      if (__atomic_load_n(&g_holds, __ATOMIC_SEQ_CST)) {
+        hx_spin_unlock(g_lru.lock);
+        hx_mutex_unlock(hat->lock_);
+        hat->Put();
+        g_stats.steal_held.Add();
+        return taken;
+      }
       if (pass == 0 && !(ht->ht_flags & HTABLE_CACHED)) {
         htable *p = ht->ht_parent;
         pte_t *pe = &p->ht_entries[x86::va2entry(ht->ht_vaddr, p->ht_level)];
@@ -183,5 +196,19 @@ hx_u64 htable_reap(hx_u64 cnt) {
 }
 
 hx_u64 htable_reclaimable() { return lru_count(); }
+
+// A fault reload and the access that follows it take no common lock (the
+// access runs with interrupts off in a CR3 window), so a steal can take the
+// reloaded table in between, every time.  A runner that lost that race a
+// few times holds steals off for one more reload and access: the reload
+// runs under the hat lock after the count went up, and a steal reads the
+// count under the same lock, so what the reload put back stays until the
+// hold ends.  Holds are short and rare; reclaim meanwhile gives back less.
+void htable_steal_hold(bool hold) {
+  if (hold)
+    __atomic_fetch_add(&g_holds, 1, __ATOMIC_SEQ_CST);
+  else
+    __atomic_fetch_sub(&g_holds, 1, __ATOMIC_SEQ_CST);
+}
 
 }  // namespace htable

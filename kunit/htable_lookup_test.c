@@ -34,9 +34,16 @@ static void lookup_one_size(struct kunit *test, unsigned int levels, unsigned in
 	struct htable_xlate x;
 	unsigned int i;
 
-	for (i = 0; i < n; i++)
+	/*
+	 * Each loop runs for many seconds under TCG in one kthread, and the
+	 * kernel does not preempt (PREEMPT_NONE): without cond_resched() the
+	 * soft-lockup watchdog fires.
+	 */
+	for (i = 0; i < n; i++) {
 		KUNIT_ASSERT_EQ_MSG(test, htable_hat_map(hat, lookup_va(i), (u64)i << 12, SZ_4K_,
 							 HTABLE_P_READ), 0, "page %u", i);
+		cond_resched();
+	}
 	KUNIT_EXPECT_EQ(test, htable_hat_nr_tables(hat), lookup_expected_tables(levels, n));
 	KUNIT_EXPECT_EQ(test, raw_state(htable_hat_top_pa(hat), levels).tables + 1ull,
 			htable_hat_nr_tables(hat));
@@ -49,6 +56,7 @@ static void lookup_one_size(struct kunit *test, unsigned int levels, unsigned in
 		KUNIT_ASSERT_EQ_MSG(test, htable_hat_fault(hat, lookup_va(i) + 8), 0, "page %u", i);
 		KUNIT_ASSERT_EQ(test, htable_hat_translate(hat, lookup_va(i) + 8, &x), 0);
 		KUNIT_ASSERT_EQ(test, x.pa, ((u64)i << 12) + 8);
+		cond_resched();
 	}
 	dl = hkt_stat(test, "lookups") - lookups;
 	dp = hkt_stat(test, "lookup_probes") - probes;

@@ -97,6 +97,8 @@ static void raw_state_table(const u64 *entries, int level, u64 base, int nr,
 		}
 		s->tables++;
 		raw_state_table(__va(e & HKT_PADDR), level - 1, va, 512, s);
+		/* Thousands of tables under KASAN and TCG: let the watchdog see us. */
+		cond_resched();
 	}
 }
 

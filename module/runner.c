@@ -225,9 +225,11 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 
 /*
  * A window over [va, va + len); pieces that fault are reloaded from the
- * record and tried again in a new window, a bounded number of times (a
- * steal may take the table again in between).  Returns the pieces that
- * still fault: holes.
+ * record and tried again in a new window.  A steal may take the table again
+ * between the reload and the window (they share no lock), so the last try
+ * holds steals off across both (htable_steal_hold()): a piece that still
+ * faults then has no translation the job may use -- a hole, or a write to a
+ * read-only page.  Returns those pieces.
  */
 static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, size_t len,
 					    bool to_hat)
@@ -235,11 +237,14 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 	unsigned long faulted = run_window(s, va, dst, len, ~0ul, to_hat);
 	int tries;
 
-	for (tries = 0; faulted && tries < HTABLE_FAULT_RETRIES; tries++) {
+	for (tries = 0; faulted && tries <= HTABLE_FAULT_RETRIES; tries++) {
+		bool hold = tries == HTABLE_FAULT_RETRIES;
 		unsigned long retry = 0;
 		size_t off = 0;
 		int i = 0;
 
+		if (hold)
+			htable_steal_hold(1);
 		while (off < len) {
 			size_t chunk = page_chunk(va, len, off);
 
@@ -268,9 +273,12 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 			off += chunk;
 			i++;
 		}
+		if (retry)
+			faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
+		if (hold)
+			htable_steal_hold(0);
 		if (!retry)
 			break;
-		faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
 	}
 	return faulted;
 }

@@ -10,6 +10,8 @@
 //   htablectl shell           one ioctl per line, interactive or scripted
 //   htablectl pressure        memory-pressure test (TAP)
 //   htablectl fuzz            random ioctls checked against a model (TAP)
+//   htablectl stress          concurrency stress test (TAP)
+//   htablectl lifetime        objects against owners that die at the worst moment (TAP)
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 #include "htablectl.hpp"
@@ -262,6 +264,8 @@ static const char kUsage[] =
 	"  shell             run ioctls from a prompt or a script on stdin\n"
 	"  pressure          memory-pressure test for a small machine (TAP)\n"
 	"  fuzz              random ioctls checked against a model of the ABI (TAP)\n"
+	"  stress            processes on every CPU against reaping and the shrinker (TAP)\n"
+	"  lifetime          closes, kills and cgroups at the worst moment (TAP)\n"
 	"  help [command]    show this text or a command's help\n"
 	"\n"
 	"Every command accepts --help.  /dev/htable needs root (CAP_SYS_ADMIN).\n"
@@ -281,6 +285,8 @@ const Command kCommands[] = {
 	{"shell", htable::cmd_shell},
 	{"pressure", htable::cmd_pressure},
 	{"fuzz", htable::cmd_fuzz},
+	{"stress", htable::cmd_stress},
+	{"lifetime", htable::cmd_lifetime},
 };
 
 const Command* find_command(const char* name)

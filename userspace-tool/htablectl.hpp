@@ -289,8 +289,27 @@ std::optional<u64> stat_u64(const std::vector<Stat>& stats, std::string_view nam
 // One counter, straight from debugfs.
 std::optional<u64> read_stat(std::string_view name);
 
+// ---------------------------------------------------------------- leaks
+
+// The debugfs counters that must return to where they were once every hat
+// of a run is gone: tables_live, hats_live, pinned_pages, and pages_live /
+// objects_live where the module has them.  Empty if debugfs is unreadable
+// or lacks the first three.
+using CounterSet = std::vector<std::pair<std::string, u64>>;
+CounterSet leak_counters();
+// Polls leak_counters() until it equals `base` or `timeout_ms` passes;
+// returns the last reading.
+CounterSet wait_leak_counters(const CounterSet& base, int timeout_ms);
+// "tables_live 12 -> 14, ..." for the counters that differ (all of them if
+// `all`); *total (if given) = sum of |now - base|.  A counter missing from
+// one side counts as a difference of 1.
+std::string counter_diff(const CounterSet& base, const CounterSet& now, bool all = false,
+			 u64* total = nullptr);
+
 // ---------------------------------------------------------------- misc
 
+// printf into a std::string.
+std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // "4 KiB", "2 MiB", "128 TiB"; exact powers of 1024 only, bytes otherwise.
 std::string human_size(u64 bytes);
 std::string prot_string(u32 prot);  // "rwx" style
@@ -343,6 +362,8 @@ int cmd_reap(std::span<char*> args);
 int cmd_shell(std::span<char*> args);
 int cmd_pressure(std::span<char*> args);
 int cmd_fuzz(std::span<char*> args);
+int cmd_stress(std::span<char*> args);
+int cmd_lifetime(std::span<char*> args);
 
 // Shared argument handling for subcommands that only take flags.
 // Returns -1 to continue, otherwise the exit status to return.

@@ -235,6 +235,62 @@ void t_faults_per_page(Ctx& c, T& t)
 			j.faults);
 }
 
+// A COPY whose destination pieces cross page boundaries the source does not
+// have, into pages a REAP took: every page comes back by a reload, nothing
+// faults.  (Regression test: pieces were cut at source pages only and the
+// reload was for the destination page a piece began in; the page it crossed
+// into was never reloaded, so after three tries the piece counted as a
+// fault, half of it written.)
+void t_copy_reload_skewed(Ctx& c, T& t)
+{
+	const u64 len = 4 * P, skew = 0x800;
+	auto f = fixture(c, t, 9, false);
+	if (!f)
+		return;
+	const u32 id = f->id();
+	// The destination straddles a 2 MiB boundary: its pages sit in two tables.
+	const u64 S = f->va, D = f->va + 2 * k2M - 2 * P;
+	if (!t.want_ok(c.dev.map(id, S, f->at(0), len), "MAP src") ||
+	    !t.want_ok(c.dev.map(id, D, f->at(len), len + P), "MAP dst"))
+		return;
+	auto src = f->buf.span(0, len), dst = f->buf.span(len, len + P);
+	fill_random(src, 0xc1c1);
+	for (u64 mask : {u64(0), c.all_cpus_mask()}) {
+		std::fill(dst.begin(), dst.end(), 0);
+		u64 freed = 0;
+		t.want_ok(c.dev.reap(~0ull, &freed), "REAP");
+		htable_job j{};
+		if (!want_job_mask(c, t, j, id, HTABLE_JOB_COPY, S, len, 0, mask, len, 0, D + skew))
+			continue;
+		t.check(j.reloads > 0, "COPY after REAP (%llu tables freed) reloaded nothing", freed);
+		t.check(std::equal(src.begin(), src.end(), dst.begin() + skew) &&
+				all_equal(dst.subspan(0, skew), 0) && all_equal(dst.subspan(skew + len), 0),
+			"COPY to a skewed destination after REAP: dst differs");
+	}
+}
+
+// A job's faults count pieces: a page once for each slice that reaches it.
+// Windows end on page boundaries, so a slice never cuts a page in two.
+// (Regression test: 16 KiB windows from a slice that starts inside a page
+// cut a page every 16 KiB, and a read-only page there counted twice.)
+void t_fault_pieces(Ctx& c, T& t)
+{
+	const u64 all = c.all_cpus_mask();
+	if (std::popcount(all) < 2) {
+		t.diag("one CPU online: no slice starts inside a page");
+		return;
+	}
+	const u64 mask = all & ~(all - 1), two = mask | ((all & ~mask) & ~((all & ~mask) - 1));
+	const u64 pages = 9, len = pages * P;  // two slices of 4.5 pages
+	auto f = fixture(c, t, pages, true, 0x11, HTABLE_PROT_READ);
+	if (!f)
+		return;
+	htable_job j{};
+	const u64 pieces = touch_count(f->va, len, 2);
+	if (want_job_mask(c, t, j, f->id(), HTABLE_JOB_FILL, f->va, len, 0x77, two, 0, pieces))
+		t.check(all_equal(f->buf.span(0, len), 0x11), "FILL wrote through a read-only mapping");
+}
+
 void t_checksum_mask(Ctx& c, T& t)
 {
 	auto f = fixture(c, t, 4);
@@ -267,6 +323,8 @@ std::vector<Case> job_cases()
 		{"job COPY: to a reaped destination across pages, and to VA 0", t_copy_reload},
 		{"job: faults counts 4 KiB pages, wherever the job's windows end", t_faults_per_page},
 		{"job CHECKSUM: multi-CPU mask gives EINVAL, one-CPU mask works", t_checksum_mask},
+		{"job COPY: a skewed destination in stolen tables is reloaded, never skipped", t_copy_reload_skewed},
+		{"job: faults count a page once per slice (windows end on page boundaries)", t_fault_pieces},
 	};
 }
 

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdarg>
 #include <cstdlib>
 #include <dirent.h>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace htable {
@@ -560,7 +563,80 @@ std::optional<u64> read_stat(std::string_view name)
 	return stat_u64(st, name);
 }
 
+// ---------------------------------------------------------------- leaks
+
+CounterSet leak_counters()
+{
+	static const char* const names[] = {"tables_live", "hats_live", "pinned_pages",
+					    "pages_live", "objects_live"};
+	std::vector<Stat> st;
+	if (read_stats(st) != 0)
+		return {};
+	CounterSet out;
+	for (size_t i = 0; i < std::size(names); i++) {
+		auto v = stat_u64(st, names[i]);
+		if (!v && i < 3)
+			return {};  // the first three are required
+		if (v)
+			out.emplace_back(names[i], *v);
+	}
+	return out;
+}
+
+CounterSet wait_leak_counters(const CounterSet& base, int timeout_ms)
+{
+	CounterSet now;
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	do {
+		now = leak_counters();
+		if (!now.empty() && now == base)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	} while (std::chrono::steady_clock::now() < deadline);
+	return now;
+}
+
+std::string counter_diff(const CounterSet& base, const CounterSet& now, bool all, u64* total)
+{
+	std::string s;
+	u64 sum = 0;
+	auto find = [](const CounterSet& set, const std::string& name) -> std::optional<u64> {
+		for (const auto& [n, v] : set)
+			if (n == name)
+				return v;
+		return std::nullopt;
+	};
+	std::vector<std::string> names;
+	for (const auto& [n, v] : base)
+		names.push_back(n);
+	for (const auto& [n, v] : now)
+		if (!find(base, n))
+			names.push_back(n);
+	for (const auto& n : names) {
+		auto b = find(base, n), a = find(now, n);
+		if (b && a && *a == *b && !all)
+			continue;
+		sum += b && a ? (*a > *b ? *a - *b : *b - *a) : 1;
+		if (!s.empty())
+			s += ", ";
+		s += n + " " + (b ? std::to_string(*b) : "?") + " -> " + (a ? std::to_string(*a) : "?");
+	}
+	if (total)
+		*total = sum;
+	return s;
+}
+
 // ---------------------------------------------------------------- misc
+
+std::string strfmt(const char* fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	std::vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return buf;
+}
 
 const char* job_op_name(u32 op)
 {

@@ -283,6 +283,33 @@ TEST_F(ReclaimTest, StolenPageFeedsTheRefill) {
   EXPECT_EQ(htable_hat_check(hat), 0);
 }
 
+// A translation a fault puts back while steals are held stays resident:
+// REAP takes nothing until the last hold ends, then takes as before.  The
+// runner relies on it to end a race it could otherwise lose every time:
+// a steal between its reload and its access.
+TEST_F(ReclaimTest, StealHoldKeepsWhatAFaultReloaded) {
+  htable_hat *hat = NewHat(4);
+  MapPts(hat, kBase, 4);
+  DrainCaches();
+  while (htable_reclaimable()) htable_reap(htable_reclaimable());
+  ASSERT_EQ(Resident(hat), 0u);
+  const u64 held = Stat("steal_held");
+  htable_steal_hold(1);
+  htable_steal_hold(1);  // holds nest
+  ASSERT_EQ(htable_hat_fault(hat, kBase), 0);
+  ASSERT_GE(htable_reclaimable(), 1u);
+  EXPECT_EQ(htable_reap(~0ull), 0u);
+  EXPECT_GT(Stat("steal_held"), held);
+  htable_steal_hold(0);
+  EXPECT_EQ(htable_reap(~0ull), 0u) << "one hold is left";
+  EXPECT_EQ(Resident(hat), 1u);
+  htable_steal_hold(0);
+  EXPECT_GE(htable_reap(~0ull), 1u);
+  EXPECT_EQ(Resident(hat), 0u);
+  ASSERT_EQ(htable_hat_fault(hat, kBase), 0);
+  EXPECT_EQ(htable_hat_check(hat), 0);
+}
+
 // Locked and shared tables are never taken; everything else is.
 TEST_F(ReclaimTest, LockedAndSharedTablesAreNeverStolen) {
   htable_hat *a = NewHat(4);
