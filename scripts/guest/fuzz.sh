@@ -9,6 +9,8 @@
 #   seed 2    90000 ops, jobs on 1 or 2 CPUs
 #
 # times htable.scale=N from the kernel command line (soak: --scale 10).
+# By hand: scripts/qemu-test --kernel debug-6.12 --levels 5 --pti on --cpus 2
+# --mode fuzz --timeout 1500 (6-10 minutes at scale 1 under TCG).
 # Two streams run side by side, seed 1 | seed 3 then seed 2: a fuzzer is one
 # thread that mostly waits for the kernel, and the guest has two CPUs (two
 # fds on the module at once is a test of its own).  Each run then checks
