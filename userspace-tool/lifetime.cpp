@@ -278,6 +278,61 @@ void test_race(Tap& tap, unsigned iterations)
 	tap.result(debugfs_hat_dirs() == dirs0, "race: no debugfs directory outlives its hat");
 }
 
+// ---------------------------------------------------------------- steal
+
+// A steal holds a reference on the hat it takes a table from.  When the
+// owner closes its fd meanwhile, the steal's put is the last one: the hat
+// must still go, with its tables, although no later call may come to
+// purge it (the reaper below stops right after the close).
+void test_steal_close(Tap& tap, unsigned rounds, bool shrinker, Rng& rng)
+{
+	const char* what = shrinker ? "close against the shrinker" : "close against REAP";
+	u64 bad = 0, freed_total = 0;
+	for (unsigned r = 0; r < rounds; r++) {
+		const CounterSet base = leak_counters();
+		auto dev = Device::open();
+		auto reaper = Device::open();
+		auto hat = dev ? Hat::create(*dev) : Result<Hat>(Err{dev.error()});
+		if (!hat || !reaper) {
+			bad++;
+			tap.note(strfmt("%s round %u: cannot set up", what, r + 1));
+			continue;
+		}
+		// One owned page every 2 MiB: a table each, all stealable.
+		for (u64 i = 0; i < 64; i++)
+			(void)dev->map_owned(hat->id(), kVa + i * k2M, kP, kProtRW, kP);
+		(void)hat->release();
+		std::atomic<bool> stop{false};
+		std::atomic<u64> freed{0};
+		std::thread th([&] {
+			while (!stop.load()) {
+				u64 n = 0;
+				if (shrinker)
+					(void)write_file("/proc/sys/vm/drop_caches", "2");
+				else
+					(void)reaper->reap(1, &n);
+				freed += n;
+			}
+		});
+		std::this_thread::sleep_for(std::chrono::milliseconds(rng.below(30)));
+		dev->close();
+		stop = true;
+		th.join();
+		freed_total += freed;
+		reaper->close();
+		// No call into the module from here on: the counters must come back
+		// by themselves.
+		const CounterSet now = wait_leak_counters(base, 2000);
+		if (now != base) {
+			bad++;
+			tap.note(strfmt("%s round %u: %s", what, r + 1, counter_diff(base, now).c_str()));
+		}
+	}
+	tap.result(bad == 0, strfmt("%s: %u closes while tables were being stolen (%llu by REAP): "
+				    "counters back by themselves every time (%llu not)", what, rounds,
+				    freed_total, bad));
+}
+
 // ---------------------------------------------------------------- kill
 
 enum KillOp : int { kIdle, kMapUser, kMapOwned, kJob, kWalk, kReap, kUnmap, kCreate, kDestroy, kNumKillOps };
@@ -726,7 +781,7 @@ int cmd_lifetime(std::span<char*> args)
 		i++;
 	}
 	const bool memcg = cgroup != "none";
-	const int plan = int(rounds) + 1 + 3 + 2 + 2 + (memcg ? 3 : 0);
+	const int plan = int(rounds) + 1 + 3 + 2 + 2 + 2 + (memcg ? 3 : 0);
 	std::printf("TAP version 13\n1..%d\n", plan);
 	Tap tap;
 	if (leak_counters().empty()) {
@@ -738,6 +793,8 @@ int cmd_lifetime(std::span<char*> args)
 	const auto t0 = Clock::now();
 	test_close(tap, unsigned(rounds), rng);
 	test_race(tap, 2000);
+	test_steal_close(tap, unsigned(rounds) * 10, false, rng);
+	test_steal_close(tap, unsigned(rounds) * 4, true, rng);
 	test_kill(tap, unsigned(kills), rng, &leaks);
 	test_killable_job(tap);
 	MemcgFigures mf;
