@@ -9,6 +9,8 @@
 //   race     one thread creates hats while another destroys the id the
 //            next create will get (ids are reused lowest first): no hat's
 //            debugfs directory may outlive it;
+//   steal    an fd closed while REAP or the shrinker steal its hat's
+//            tables: the hat goes without any later call to help it;
 //   kill     a child busy with long jobs, big maps, walks and reaps is
 //            killed with SIGKILL at random moments, many times;
 //   memcg    in a memory cgroup (v2), page tables are charged to it
@@ -738,6 +740,9 @@ const char kLifetimeHelp[] =
 	"          completes with correct results or fails with ENOENT / EBADF;\n"
 	"  race    creates against destroys of the id the next create gets: no\n"
 	"          debugfs directory outlives its hat;\n"
+	"  steal   an fd closed while REAP (10 x --rounds times) or the shrinker\n"
+	"          (4 x --rounds) steal its tables: the counters come back with no\n"
+	"          further call into the module;\n"
 	"  kill    a child busy with maps, long jobs, walks and reaps killed with\n"
 	"          SIGKILL at random moments (--kills, default 20);\n"
 	"  memcg   in a child cgroup of DIR (cgroup v2, default /sys/fs/cgroup) a\n"
