@@ -860,7 +860,7 @@ Status Hat::Unmap(hx_u64 va, hx_u64 len) {
   MutexGuard g(lock_);
   // Refuse before changing anything.
   if (Status st = check_ends(va, end, true); !st.ok()) return st;
-  if (Status st = record_.ReserveNodes(); !st.ok()) return st;
+  if (Status st = record_.ReserveNodesFor(va, end); !st.ok()) return st;
 
   TlbBatch batch(this);
   demote_cut(va, end, &batch);
@@ -882,7 +882,7 @@ Status Hat::Protect(hx_u64 va, hx_u64 len, hx_u32 attrs) {
   for (const Extent *e = record_.LowerBound(va); e && e->va < end; e = record_.LowerBound(e->end()))
     if (e->share_table) return Status::Err(HX_EINVAL);  // the owner's to change
   if (Status st = check_ends(va, end, true); !st.ok()) return st;
-  if (Status st = record_.ReserveNodes(); !st.ok()) return st;
+  if (Status st = record_.ReserveNodesFor(va, end); !st.ok()) return st;
 
   TlbBatch batch(this);
   demote_cut(va, end, &batch);
@@ -911,7 +911,7 @@ Status Hat::Lock(hx_u64 va, hx_u64 len, bool lock) {
   MutexGuard g(lock_);
   // The range may not cut a large leaf: locking never breaks one up.
   if (Status st = check_ends(va, end, false); !st.ok()) return st;
-  if (Status st = record_.ReserveNodes(); !st.ok()) return st;
+  if (Status st = record_.ReserveNodesFor(va, end); !st.ok()) return st;
   hx_u64 call = ++lock_calls_;
   record_.ForEachSplit(va, end, [&](Extent *e) {
     if (e->share_table || !!e->locked == lock) return;

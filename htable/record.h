@@ -80,6 +80,17 @@ class Record {
   // ForEachSplit() and Demote() cannot fail half way.
   static constexpr unsigned kSpares = 6;
   Status ReserveNodes();
+  // ReserveNodes() only if an operation on [va, end) splits anything: one
+  // whose ends are extent boundaries (and so cut no large leaf) allocates
+  // nothing and cannot fail -- module/dev.c relies on that to undo a MAP.
+  Status ReserveNodesFor(hx_u64 va, hx_u64 end) {
+    const hx_u64 ends[] = {va, end};
+    for (hx_u64 a : ends) {
+      const Extent *e = Find(a);
+      if (e && e->va != a) return ReserveNodes();
+    }
+    return Status::Ok();
+  }
   void Cut(hx_u64 va, hx_u64 end);
 
   // The large leaf of the extent containing @va becomes a run of 4 KiB

@@ -8,6 +8,7 @@
  *
  * Lock order: htable_file.lock -> fd_hat.lock -> the core's locks.
  */
+#include <linux/bitmap.h>
 #include <linux/capability.h>
 #include <linux/cpumask.h>
 #include <linux/fs.h>
@@ -58,6 +59,11 @@ struct htable_file {
  * a THP or hugetlb page).  Owned memory: one allocation per leaf, of
  * @order, freed once none of its 4 KiB pieces is mapped any more (a
  * partial unmap of a 2 MiB leaf leaves the rest mapped).
+ *
+ * A region is found by VA, and a VA whose piece was unmapped may be mapped
+ * again by a later MAP (another region): so a piece is released only while
+ * it is still this region's -- pages[i] for pinned memory, a bit of
+ * @mapped for owned memory.
  */
 struct region {
 	struct list_head link;
@@ -68,13 +74,13 @@ struct region {
 	unsigned long nr;		/* entries in pages[] */
 	unsigned long live;		/* entries still (partly) mapped */
 	struct page **pages;
-	u16 *mapped4k;			/* owned: 4 KiB pieces still mapped, per entry */
+	unsigned long *mapped;		/* owned: a bit per 4 KiB piece still mapped */
 };
 
 static void region_free(struct region *r)
 {
 	kvfree(r->pages);
-	kvfree(r->mapped4k);
+	kvfree(r->mapped);
 	kfree(r);
 }
 
@@ -85,7 +91,9 @@ static unsigned long region_release(struct htable_file *hf, struct region *r, u6
 	unsigned long unpinned = 0;
 
 	for (; a < b; a += PAGE_SIZE) {
-		unsigned long i = (a - r->va) >> (PAGE_SHIFT + r->order);
+		unsigned long piece = (a - r->va) >> PAGE_SHIFT;
+		unsigned long i = piece >> r->order;
+		unsigned long first = i << r->order, next = (i + 1) << r->order;
 
 		if (!r->pages[i])
 			continue;
@@ -94,7 +102,8 @@ static unsigned long region_release(struct htable_file *hf, struct region *r, u6
 			r->pages[i] = NULL;
 			r->live--;
 			unpinned++;
-		} else if (--r->mapped4k[i] == 0) {
+		} else if (__test_and_clear_bit(piece, r->mapped) &&
+			   find_next_bit(r->mapped, next, first) >= next) {
 			htable_pages_account(-(1L << r->order));
 			__free_pages(r->pages[i], r->order);
 			r->pages[i] = NULL;
@@ -298,7 +307,7 @@ static int ioc_hat_create(struct htable_file *hf, struct htable_hat_create *c,
 	 * its id: our own reference keeps it alive for the rest of the call.
 	 */
 	mutex_lock(&hf->lock);
-	err = xa_alloc(&hf->hats, &id, fh, xa_limit_31b, HTABLE_GFP_CALLER);
+	err = xa_alloc(&hf->hats, &id, fh, XA_LIMIT(1, INT_MAX), HTABLE_GFP_CALLER);
 	if (!err) {
 		fh->id = id;
 		kref_get(&fh->kref);
@@ -350,6 +359,12 @@ static int ioc_hat_destroy(struct htable_file *hf, struct htable_hat_destroy *d)
 
 	if (d->__pad)
 		return -EINVAL;
+	/*
+	 * Index 0 holds the XA_FLAGS_ALLOC1 placeholder: erasing it would
+	 * mark it free, and the next HAT_CREATE would hand out id 0.
+	 */
+	if (!d->hat_id)
+		return -ENOENT;
 	mutex_lock(&hf->lock);
 	fh = xa_erase(&hf->hats, d->hat_id);
 	if (fh)
@@ -496,22 +511,24 @@ static int map_owned(struct fd_hat *fh, struct htable_map *m, struct region *r)
 	r->order = ilog2(leaf) - PAGE_SHIFT;
 	r->nr = m->length / leaf;
 	r->pages = kvcalloc(r->nr, sizeof(*r->pages), HTABLE_GFP_CALLER);
-	r->mapped4k = kvcalloc(r->nr, sizeof(*r->mapped4k), HTABLE_GFP_CALLER);
+	r->mapped = kvcalloc(BITS_TO_LONGS(m->length >> PAGE_SHIFT), sizeof(long),
+			     HTABLE_GFP_CALLER);
 	pas = kvmalloc_array(r->nr, sizeof(*pas), HTABLE_GFP_CALLER);
 	err = -ENOMEM;
-	if (!r->pages || !r->mapped4k || !pas)
+	if (!r->pages || !r->mapped || !pas)
 		goto out;
 	for (i = 0; i < r->nr; i++) {
 		r->pages[i] = alloc_pages(HTABLE_GFP_CALLER | __GFP_ZERO, r->order);
 		if (!r->pages[i])
 			goto out;
 		htable_pages_account(1L << r->order);
-		r->mapped4k[i] = leaf >> PAGE_SHIFT;
 		pas[i] = page_to_phys(r->pages[i]);
 	}
 	err = htable_hat_map_range(fh->hat, m->va, m->length, leaf, m->prot, 0, pas);
-	if (!err)
+	if (!err) {
 		r->live = r->nr;
+		bitmap_set(r->mapped, 0, m->length >> PAGE_SHIFT);
+	}
 out:
 	if (err && r->pages)
 		for (i = 0; i < r->nr; i++)
@@ -717,7 +734,8 @@ static int ioc_share(struct htable_file *hf, struct htable_share *sh)
 
 	if (sh->__pad)
 		return -EINVAL;
-	if (sh->level + 1 >= hx_paging_levels() || sh->dst_hat_id == sh->src_hat_id)
+	/* Not "level + 1 >= levels": for level ~0u that wraps to 0. */
+	if (sh->level >= hx_paging_levels() - 1 || sh->dst_hat_id == sh->src_hat_id)
 		return -EINVAL;
 	dst = fd_hat_get(hf, sh->dst_hat_id);
 	src = fd_hat_get(hf, sh->src_hat_id);

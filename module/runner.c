@@ -156,18 +156,6 @@ static size_t page_chunk(u64 va, size_t len, size_t off)
 }
 
 /*
- * A piece: what one copy touches, in one page of the source and (COPY) one
- * page of the destination, so that a fault names one page to reload and a
- * piece that faults has written nothing.
- */
-static size_t piece_len(u64 va, u64 dst, size_t len, size_t off)
-{
-	size_t n = page_chunk(va, len, off);
-
-	return dst ? min(n, page_chunk(dst, len, off)) : n;
-}
-
-/*
  * One window: for each page piece of [va, va + len) whose bit is set in
  * @todo, copy between s->buf + its offset and the hat (COPY: from va into
  * the buffer, then from the buffer to the matching dst piece).  Returns the
@@ -200,7 +188,7 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 	saved = htable_arch_cr3_switch(top);
 
 	while (off < len) {
-		size_t chunk = piece_len(va, dst, len, off);
+		size_t chunk = page_chunk(va, len, off);
 		unsigned long left = 0;
 
 		if (todo & (1ul << i)) {
@@ -210,7 +198,8 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 				left = copy_to_user(u, s->buf + off, chunk);
 			} else {
 				left = copy_from_user(s->buf + off, u, chunk);
-				if (!left && dst) {
+				/* Not "dst != 0": VA 0 is a destination like any other. */
+				if (!left && s->job->op == HTABLE_JOB_COPY) {
 					u = (void __user *)(unsigned long)(dst + off);
 					left = copy_to_user(u, s->buf + off, chunk);
 				}
@@ -257,14 +246,25 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 		if (hold)
 			htable_steal_hold(1);
 		while (off < len) {
-			size_t chunk = piece_len(va, dst, len, off);
+			size_t chunk = page_chunk(va, len, off);
 
 			if (faulted & (1ul << i)) {
 				bool ok = htable_hat_fault(s->hat, va + off) == 0;
 
-				/* COPY: the destination piece may be what faulted. */
-				if (dst && htable_hat_fault(s->hat, dst + off) == 0)
-					ok = true;
+				/*
+				 * COPY: the destination piece may be what faulted,
+				 * and, unless dst has va's offset in the page, it
+				 * spans two pages: put both back.
+				 */
+				if (s->job->op == HTABLE_JOB_COPY) {
+					u64 last = dst + off + chunk - 1;
+
+					if (htable_hat_fault(s->hat, dst + off) == 0)
+						ok = true;
+					if ((last ^ (dst + off)) >> PAGE_SHIFT &&
+					    htable_hat_fault(s->hat, last) == 0)
+						ok = true;
+				}
 				if (ok) {
 					retry |= 1ul << i;
 					s->reloads++;
@@ -283,15 +283,14 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 	return faulted;
 }
 
-static void account(struct slice *s, u64 va, u64 dst, size_t len, unsigned long faulted,
-		    u64 joff)
+static void account(struct slice *s, u64 va, size_t len, unsigned long faulted, u64 joff)
 {
 	const struct htable_job *job = s->job;
 	size_t off = 0;
 	int i = 0;
 
 	while (off < len) {
-		size_t chunk = piece_len(va, dst, len, off);
+		size_t chunk = page_chunk(va, len, off);
 
 		if (faulted & (1ul << i)) {
 			s->faults++;
@@ -318,7 +317,7 @@ static void account(struct slice *s, u64 va, u64 dst, size_t len, unsigned long 
 	}
 }
 
-/* FILL, VERIFY, CHECKSUM, COPY: the slice in windows of up to 16 KiB. */
+/* FILL, VERIFY, CHECKSUM, COPY: the slice in windows of up to 16 KiB (COPY: 8). */
 static void run_stream(struct slice *s)
 {
 	const struct htable_job *job = s->job;
@@ -329,7 +328,11 @@ static void run_stream(struct slice *s)
 		u64 joff = s->off + done;
 		u64 va = job->va + joff;
 		u64 dst = job->op == HTABLE_JOB_COPY ? job->dst_va + joff : 0;
-		/* Windows end on page boundaries: a page is never two pieces of a slice. */
+		/*
+		 * Windows end on page boundaries: a piece is a page's part of
+		 * the slice, and a fault counts one page (docs/ABI.md), not
+		 * the two halves a window boundary would cut it in.
+		 */
 		size_t len = min_t(u64, s->len - done, max - (va & ~PAGE_MASK));
 		bool fill = job->op == HTABLE_JOB_FILL;
 		unsigned long faulted;
@@ -341,7 +344,7 @@ static void run_stream(struct slice *s)
 				s->buf[k] = htable_pattern_byte(job->seed, joff + k);
 		}
 		faulted = run_window_with_reload(s, va, dst, len, fill);
-		account(s, va, dst, len, faulted, joff);
+		account(s, va, len, faulted, joff);
 		done += len;
 		cond_resched();
 	}

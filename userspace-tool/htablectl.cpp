@@ -9,6 +9,7 @@
 //   htablectl reap [N]        give page tables back, as the shrinker would
 //   htablectl shell           one ioctl per line, interactive or scripted
 //   htablectl pressure        memory-pressure test (TAP)
+//   htablectl fuzz            random ioctls checked against a model (TAP)
 //   htablectl stress          concurrency stress test (TAP)
 //   htablectl lifetime        objects against owners that die at the worst moment (TAP)
 //
@@ -262,6 +263,7 @@ static const char kUsage[] =
 	"  reap [N]          give up to N page tables back (as the shrinker would)\n"
 	"  shell             run ioctls from a prompt or a script on stdin\n"
 	"  pressure          memory-pressure test for a small machine (TAP)\n"
+	"  fuzz              random ioctls checked against a model of the ABI (TAP)\n"
 	"  stress            processes on every CPU against reaping and the shrinker (TAP)\n"
 	"  lifetime          closes, kills and cgroups at the worst moment (TAP)\n"
 	"  help [command]    show this text or a command's help\n"
@@ -282,6 +284,7 @@ const Command kCommands[] = {
 	{"reap", htable::cmd_reap},
 	{"shell", htable::cmd_shell},
 	{"pressure", htable::cmd_pressure},
+	{"fuzz", htable::cmd_fuzz},
 	{"stress", htable::cmd_stress},
 	{"lifetime", htable::cmd_lifetime},
 };

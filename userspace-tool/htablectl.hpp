@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <sys/types.h>
 #include <optional>
 #include <span>
@@ -214,7 +215,8 @@ void fill_pattern(std::span<u8> buf, u64 seed);
 // or ~0ull.
 u64 count_mismatches(std::span<const u8> buf, u64 seed, u64 base = 0,
 		     u64* first_bad = nullptr);
-u64 fnv1a64(std::span<const u8> buf);
+// h: where an earlier part of the data left the hash.
+u64 fnv1a64(std::span<const u8> buf, u64 h = 0xcbf29ce484222325ull);
 // FNV-1a 64 of pattern(seed, 0 .. length-1), without a buffer.
 u64 pattern_fnv1a64(u64 seed, u64 length);
 
@@ -224,6 +226,10 @@ inline u64 job_slice(u64 length, u64 n, u64 i) { return htable_job_slice(length,
 // the job's va), exactly as include/uapi/linux/htable.h documents; returns
 // the number of iterations (the job's result when nothing faults).
 u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n);
+// The offsets (from the job's va) a RANDOM_RW job of `length` bytes over
+// `n` slices reads and then writes 8 bytes at, in slice order; returns the
+// number of iterations.
+u64 for_each_random_rw(u64 length, u64 seed, u64 n, const std::function<void(u64 off)>& fn);
 // Pages a TOUCH job over [va, va + length) split in n slices touches.
 u64 touch_count(u64 va, u64 length, u64 n);
 // Bit mask of the CPUs (only those below 64).
@@ -244,9 +250,10 @@ std::string format_cpu_list(const std::vector<u32>& cpus);
 // /proc/self/pagemap.  nullopt (with *why set) if the file is not readable,
 // the page is not present, or the kernel hides PFNs (no CAP_SYS_ADMIN).
 std::optional<u64> pagemap_pfn(const void* addr, std::string* why);
-// The PFNs behind `pages` pages from `addr` (page aligned), in one read of
-// /proc/self/pagemap; false (with *why set) if any is absent or hidden.
-bool pagemap_pfns(const void* addr, size_t pages, std::vector<u64>& out, std::string* why);
+// The PFNs of `pages` pages from `addr` (one read of pagemap, through `fd`
+// if it is an open /proc/self/pagemap); false (with *why) if one is not
+// present or PFNs are hidden.
+bool pagemap_pfns(const void* addr, size_t pages, std::vector<u64>& out, std::string* why, int fd = -1);
 // True if [addr, addr + length) is backed by physically contiguous pages
 // whose first PFN is aligned to length (what a 2 MiB leaf needs).
 bool physically_contiguous(const void* addr, size_t length, std::string* why);
@@ -266,7 +273,7 @@ int read_param(const char* name, std::string& value);
 int write_param(const char* name, std::string_view value);
 
 // debugfs hats/<gid> directories: the gids of live hats owned by `pid`
-// with fd-local id `fd_id` (normally one).
+// with fd-local id `fd_id` (normally one; 0: all of them).
 std::vector<u32> find_hat_gids(pid_t pid, u32 fd_id);
 std::string hat_debugfs_dir(u32 gid);
 
@@ -354,6 +361,7 @@ int cmd_selftest(std::span<char*> args);
 int cmd_reap(std::span<char*> args);
 int cmd_shell(std::span<char*> args);
 int cmd_pressure(std::span<char*> args);
+int cmd_fuzz(std::span<char*> args);
 int cmd_stress(std::span<char*> args);
 int cmd_lifetime(std::span<char*> args);
 

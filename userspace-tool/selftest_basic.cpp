@@ -70,6 +70,22 @@ void t_destroy_twice(Ctx& c, T& t)
 	t.want_err(c.dev.hat_destroy(id), ENOENT, "second HAT_DESTROY");
 }
 
+// A HAT_DESTROY of id 0 (ENOENT) used to free the xarray's reserved index
+// 0, and the next HAT_CREATE then got id 0 (found by htablectl fuzz).
+void t_destroy_id0(Ctx& c, T& t)
+{
+	auto keep = Hat::create(c.dev);	// with a hat alive, as it happened
+	if (!t.want_ok(keep ? 0 : keep.error(), "HAT_CREATE"))
+		return;
+	t.want_err(c.dev.hat_destroy(0), ENOENT, "HAT_DESTROY id 0 with a hat alive");
+	auto next = Hat::create(c.dev);
+	if (!t.want_ok(next ? 0 : next.error(), "HAT_CREATE after HAT_DESTROY of id 0"))
+		return;
+	t.check(next->id() != 0, "HAT_CREATE after HAT_DESTROY of id 0 gave id 0");
+	htable_translate tr{};
+	t.want_err(c.dev.translate(0, kDemoVa, tr), ENOENT, "TRANSLATE id 0 with hats alive");
+}
+
 // JOB grew: its ABI 1.0 size (88 bytes: up to max_window_ns; reloads,
 // cpu_mask, dst_va and cpus_ran came later) is still accepted, with the new
 // inputs taken as 0, and gets the 1.0 prefix back.  (Sizes below a
@@ -687,6 +703,7 @@ std::vector<Case> basic_cases()
 	{"version: abi 1, levels 4/5, user_va_end, 4K page size, LA57 bit, nr_cpus", t_version},
 	{"hat: create gives id > 0 and levels == paging_levels, destroy works", t_create_destroy},
 	{"hat: destroy twice gives ENOENT", t_destroy_twice},
+	{"hat: destroy of id 0 gives ENOENT and no later hat gets id 0", t_destroy_id0},
 	{"job: the 88-byte ABI 1.0 struct works and gets its prefix back", t_job_abi10},
 	{"ioctl: bigger argument with zero tail is accepted", t_size_big_zero},
 	{"map: first and last page of the user range work", t_map_first_last_page},

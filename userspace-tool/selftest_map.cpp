@@ -304,6 +304,41 @@ void t_owned(Ctx& c, T& t)
 	}
 }
 
+// An owned 2 MiB leaf is freed once the last of its 4 KiB pieces is
+// unmapped.  Its region used to be found by VA alone, so unmapping what a
+// later MAP put where a piece of it had been counted against the leaf once
+// more, and the leaf went back to the page allocator with half of it still
+// mapped (found by htablectl fuzz).
+void t_owned_remap(Ctx& c, T& t)
+{
+	auto hat = new_hat(c, t);
+	if (!hat)
+		return;
+	const u32 id = hat->id();
+	const u64 L = kOwnedVa + 8 * k1G, half = k2M / 2;
+	htable_translate tr{};
+	if (!t.want_ok(c.dev.map_owned(id, L, k2M, kProtRW, k2M), "MAP owned 2 MiB") ||
+	    !want_mapped(c, t, id, L, true, &tr))
+		return;
+	const u64 pa = tr.pa;
+	t.want_ok(c.dev.unmap(id, L, half), "UNMAP the first half of the leaf");
+	t.want_ok(c.dev.map_owned(id, L, half, kProtRW, HTABLE_PAGE_4K), "MAP owned 4 KiB pages there");
+	t.want_ok(c.dev.unmap(id, L, half), "UNMAP those");
+	htable_job j{};
+	if (!want_job(c, t, j, id, HTABLE_JOB_FILL, L + half, half, 0x77, half, 0))
+		return;
+	// The leaf's page must not be handed out again while half of it is mapped.
+	for (u64 k = 0; k < 4; k++) {
+		const u64 V = L + k1G + k * k2M;
+		if (t.want_ok(c.dev.map_owned(id, V, k2M, kProtRW, k2M), "MAP owned 2 MiB #%llu", k) &&
+		    want_mapped(c, t, id, V, true, &tr))
+			t.check(tr.pa + k2M <= pa || pa + k2M <= tr.pa,
+				"a new owned 2 MiB leaf got pa 0x%llx, the half-mapped leaf's page 0x%llx", tr.pa, pa);
+	}
+	if (want_job(c, t, j, id, HTABLE_JOB_VERIFY, L + half, half, 0x77, half, 0))
+		t.check(j.result == 0, "the mapped half of the leaf lost its bytes: %llu mismatches", j.result);
+}
+
 // ------------------------------------------------------------ protect
 
 void t_protect(Ctx& c, T& t)
@@ -917,6 +952,7 @@ std::vector<Case> mapping_cases()
 		{"map: explicit 2M of THP-backed user memory (or EINVAL without THP)", t_thp_2m},
 		{"map: AUTO uses 2M leaves where THP-backed and aligned, 4K elsewhere", t_auto},
 		{"map owned: 4K and 2M, zeroed, FILL/CHECKSUM agree, errors, unmap frees", t_owned},
+		{"map owned: a 2M leaf stays while a piece is mapped, whatever came and went", t_owned_remap},
 		{"protect: prot changes, FILL through r-- faults, back to rw", t_protect},
 		{"protect/unmap: 4K inside 2M demotes; inside a locked 2M gives EBUSY", t_protect_large},
 		{"walk: paged with next, entries and pa match, holes skipped", t_walk},

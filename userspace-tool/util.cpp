@@ -138,9 +138,8 @@ u64 count_mismatches(std::span<const u8> buf, u64 seed, u64 base, u64* first_bad
 	return n;
 }
 
-u64 fnv1a64(std::span<const u8> buf)
+u64 fnv1a64(std::span<const u8> buf, u64 h)
 {
-	u64 h = 0xcbf29ce484222325ull;
 	for (u8 b : buf) {
 		h ^= b;
 		h *= 0x100000001b3ull;
@@ -158,9 +157,8 @@ u64 pattern_fnv1a64(u64 seed, u64 length)
 	return h;
 }
 
-u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
+u64 for_each_random_rw(u64 length, u64 seed, u64 n, const std::function<void(u64 off)>& fn)
 {
-	const u64 length = buf.size();
 	u64 iterations = 0;
 	for (u64 i = 0; i < n; i++) {
 		const u64 a = job_slice(length, n, i), b = job_slice(length, n, i + 1);
@@ -169,14 +167,19 @@ u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
 			continue;  // an empty slice does nothing
 		const u64 iters = std::max<u64>(1, (b - a) / 64);
 		u64 state = htable_random_rw_seed(seed, a);
-		for (u64 k = 0; k < iters; k++) {
-			const u64 off = a + 8 * (htable_xorshift64(&state) % words);
-			for (u64 j = 0; j < 8; j++)
-				buf[off + j] = htable_pattern_byte(seed, off + j);
-		}
+		for (u64 k = 0; k < iters; k++)
+			fn(a + 8 * (htable_xorshift64(&state) % words));
 		iterations += iters;
 	}
 	return iterations;
+}
+
+u64 replay_random_rw(std::span<u8> buf, u64 seed, u64 n)
+{
+	return for_each_random_rw(buf.size(), seed, n, [&](u64 off) {
+		for (u64 j = 0; j < 8; j++)
+			buf[off + j] = htable_pattern_byte(seed, off + j);
+	});
 }
 
 u64 touch_count(u64 va, u64 length, u64 n)
@@ -320,7 +323,7 @@ std::vector<u32> find_hat_gids(pid_t pid, u32 fd_id)
 			if (k == "owner_pid")
 				pid_ok = v == std::to_string(pid);
 			else if (k == "fd_id")
-				id_ok = v == std::to_string(fd_id);
+				id_ok = !fd_id || v == std::to_string(fd_id);
 		}
 		if (pid_ok && id_ok)
 			gids.push_back(u32(gid));
@@ -434,27 +437,35 @@ std::optional<u64> pagemap_pfn(const void* addr, std::string* why)
 	return pfn;
 }
 
-bool pagemap_pfns(const void* addr, size_t pages, std::vector<u64>& out, std::string* why)
+bool pagemap_pfns(const void* addr, size_t pages, std::vector<u64>& out, std::string* why, int fd)
 {
-	auto fail = [&](std::string reason) {
-		if (why)
-			*why = std::move(reason);
-		return false;
-	};
-	out.assign(pages, 0);
-	int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(std::string("/proc/self/pagemap: ") + std::strerror(errno));
 	const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
-	ssize_t got = ::pread(fd, out.data(), pages * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
-	::close(fd);
-	if (got != ssize_t(pages * sizeof(u64)))
-		return fail("short read of /proc/self/pagemap");
+	std::vector<u64> entries(pages);
+	const bool mine = fd < 0;
+	if (mine)
+		fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (why)
+			*why = std::string("/proc/self/pagemap: ") + std::strerror(errno);
+		return false;
+	}
+	ssize_t got = ::pread(fd, entries.data(), pages * sizeof(u64), off_t(a / kPageSize * sizeof(u64)));
+	if (mine)
+		::close(fd);
+	if (got != ssize_t(pages * sizeof(u64))) {
+		if (why)
+			*why = "short read of /proc/self/pagemap";
+		return false;
+	}
 	const u64 pfn_mask = (1ull << 55) - 1;
+	out.resize(pages);
 	for (size_t i = 0; i < pages; i++) {
-		if (!(out[i] >> 63) || !(out[i] & pfn_mask))
-			return fail("page " + std::to_string(i) + " not present or PFN hidden");
-		out[i] &= pfn_mask;
+		out[i] = entries[i] & pfn_mask;
+		if (!(entries[i] >> 63) || !out[i]) {
+			if (why)
+				*why = "page " + std::to_string(i) + " not present or PFN hidden";
+			return false;
+		}
 	}
 	return true;
 }

@@ -247,6 +247,7 @@ TEST_P(FailureTest, LockAndFault) {
     htable_hat_drop_tables(c.hats[0]);
   };
   // Whole extents (no split of the record needed) here; cut ones below.
+  // Such a lock only needs tables, which the reserve provides.
   Run({"lock",
        setup,
        [this](Ctx &c) { return htable_hat_lock(c.hats[0], c.base, k1G + 3 * k2M, 1); },
@@ -255,7 +256,7 @@ TEST_P(FailureTest, LockAndFault) {
          for (const MappingRun &r : Record(c.hats[0], c.base, c.base + 2 * k1G)) EXPECT_EQ(r.locked, 1u);
          EXPECT_EQ(htable_hat_check(c.hats[0]), 0);
        },
-       1, true});
+       1, true, true});
   // A range that cuts extents and meets pages locked before: the undo of
   // a failure unlocks only what this call locked.
   Run({"lock across a locked part",
@@ -346,6 +347,36 @@ TEST_F(LockFailureTest, LockFailureKeepsLocks) {
   after = Record(hat);
   EXPECT_TRUE(before == after) << "the range stayed locked after -ENOMEM";
   EXPECT_EQ(htable_hat_check(hat), 0);
+}
+
+// Unmapping, protecting or locking whole extents splits nothing, so it
+// must allocate nothing and cannot fail: module/dev.c undoes a MAP made of
+// several runs by unmapping the runs it mapped, then unpins their pages.
+// (Regression test: those calls always reserved spare record nodes first,
+// and a hat that had never split had none; the undo failed with -ENOMEM
+// and left the runs mapped over unpinned pages.)
+class WholeExtentTest : public HtableTest {};
+
+TEST_F(WholeExtentTest, NeedsNoAllocation) {
+  for (unsigned levels : {4u, 5u}) {
+    SCOPED_TRACE("levels " + std::to_string(levels));
+    const u64 va = 0x0000700000000000ull;
+    htable_hat *hat = NewHat(levels);
+    // Two runs as dev.c:map_pinned() makes them: 4 KiB leaves up to a
+    // 2 MiB boundary, then a 2 MiB leaf.
+    ASSERT_EQ(htable_hat_map_range(hat, va - 3 * k4K, 3 * k4K, k4K, R, 0x10000, nullptr), 0);
+    ASSERT_EQ(htable_hat_map_range(hat, va, k2M, k2M, R, 0x40000000, nullptr), 0);
+    htable_test_fail_allocs(0, ~0ull);
+    hxhost::fail_all(hxhost::kAnyAlloc);
+    EXPECT_EQ(htable_hat_protect(hat, va - 3 * k4K, 3 * k4K, R | W), 0);
+    EXPECT_EQ(htable_hat_lock(hat, va, k2M, 0), 0);
+    EXPECT_EQ(htable_hat_unmap(hat, va - 3 * k4K, 3 * k4K + k2M), 0);
+    hxhost::fail_all(0);
+    htable_test_fail_allocs(0, 0);
+    EXPECT_TRUE(Record(hat).empty());
+    EXPECT_EQ(htable_hat_check(hat), 0);
+    DestroyHat(hat);
+  }
 }
 
 }  // namespace
