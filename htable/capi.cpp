@@ -172,6 +172,8 @@ hx_u64 htable_page_sizes(void) {
 hx_u64 htable_reap(hx_u64 nr) { return htable::htable_reap(nr); }
 hx_u64 htable_reclaimable(void) { return htable::htable_reclaimable(); }
 void htable_steal_hold(int hold) { htable::htable_steal_hold(hold != 0); }
+void htable_purge_dead(void) { htable::htable_reap_dead(); }
+int htable_dead_pending(void) { return htable::htable_dead_pending(); }
 hx_u64 htable_reserve_count(void) { return htable::htable_reserve_count(); }
 hx_u32 htable_reserve_target(void) {
   return __atomic_load_n(&htable::htable_reserve_amount, __ATOMIC_RELAXED);

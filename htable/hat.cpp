@@ -663,6 +663,10 @@ void htable_reap_dead() {
   }
 }
 
+bool htable_dead_pending() {
+  return __atomic_load_n(&g_dead, __ATOMIC_RELAXED) || __atomic_load_n(&g_unshared, __ATOMIC_RELAXED);
+}
+
 Status htable_share_init() {
   if (!g_share_lock) g_share_lock = HX_SPIN_LOCK_CREATE("htable_share_lock");
   return g_share_lock ? Status::Ok() : Status::Err(HX_ENOMEM);

@@ -336,6 +336,8 @@ class Hat final {
 
 // Purge the hats whose last reference went; call with no lock held.
 void htable_reap_dead();
+// Whether htable_reap_dead() has work (read racily).
+bool htable_dead_pending();
 Status htable_share_init();
 void htable_share_fini();
 

@@ -194,6 +194,15 @@ hx_u64 htable_reap(hx_u64 nr);
 /** htable_reclaimable() - tables htable_reap() could take now. */
 hx_u64 htable_reclaimable(void);
 /**
+ * htable_purge_dead() - free the hats whose last reference went in a steal.
+ * htable_reap() cannot (in reclaim, taking a hat lock would order it after
+ * fs_reclaim), and every other call does it on its way out, so a hat closed
+ * during a steal waits for this.  Takes hat locks: call it with no lock
+ * held, outside reclaim.  htable_dead_pending() (racy) says if there is any.
+ */
+void htable_purge_dead(void);
+int htable_dead_pending(void);
+/**
  * htable_steal_hold() - @hold 1: no table is stolen (REAP, the shrinker, a
  * refill's steal) until the matching @hold 0.  A translation put back by
  * htable_hat_fault() while held stays resident until then.  Counted; may be

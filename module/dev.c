@@ -752,6 +752,8 @@ static int ioc_share(struct htable_file *hf, struct htable_share *sh)
 static int ioc_reap(struct htable_reap *r)
 {
 	r->freed = htable_reap(r->nr);
+	/* Not in reclaim here: free what our steals held last (a closed hat). */
+	htable_purge_dead();
 	return 0;
 }
 

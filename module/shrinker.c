@@ -21,6 +21,7 @@
 #include <linux/shrinker.h>
 #include <linux/swap.h>
 #include <linux/version.h>
+#include <linux/workqueue.h>
 
 #include "internal.h"
 
@@ -62,11 +63,24 @@ static void htable_account_reclaimed(s64 pages_before)
 #endif
 }
 
+/*
+ * A steal holds a reference on its victim hat; when the owner closed its
+ * fd meanwhile, the steal's put is the last and the hat waits to be freed
+ * (with all its tables).  Not here, in reclaim: in a work item.
+ */
+static void htable_purge_fn(struct work_struct *work)
+{
+	htable_purge_dead();
+}
+static DECLARE_WORK(htable_purge_work, htable_purge_fn);
+
 static unsigned long htable_shrink_scan(struct shrinker *s, struct shrink_control *sc)
 {
 	s64 pages = htable_stat_read(HTABLE_STAT_PAGES_LIVE);
 	unsigned long freed = htable_reap(sc->nr_to_scan);
 
+	if (htable_dead_pending())
+		schedule_work(&htable_purge_work);
 	htable_account_reclaimed(pages);
 	htable_note_shrink(sc->nr_to_scan, freed);
 	return freed ? freed : SHRINK_STOP;
@@ -92,6 +106,7 @@ void htable_shrinker_exit(void)
 {
 	shrinker_free(htable_shrinker);
 	htable_shrinker = NULL;
+	flush_work(&htable_purge_work);	/* no scan can queue it again */
 }
 
 #else
@@ -111,6 +126,7 @@ int htable_shrinker_init(void)
 void htable_shrinker_exit(void)
 {
 	unregister_shrinker(&htable_shrinker);
+	flush_work(&htable_purge_work);	/* no scan can queue it again */
 }
 
 #endif

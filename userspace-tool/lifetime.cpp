@@ -9,6 +9,8 @@
 //   race     one thread creates hats while another destroys the id the
 //            next create will get (ids are reused lowest first): no hat's
 //            debugfs directory may outlive it;
+//   steal    an fd closed while REAP or the shrinker steal its hat's
+//            tables: the hat goes without any later call to help it;
 //   kill     a child busy with long jobs, big maps, walks and reaps is
 //            killed with SIGKILL at random moments, many times;
 //   memcg    in a memory cgroup (v2), page tables are charged to it
@@ -276,6 +278,61 @@ void test_race(Tap& tap, unsigned iterations)
 	dev->close();
 	counters_back(tap, base, "race");
 	tap.result(debugfs_hat_dirs() == dirs0, "race: no debugfs directory outlives its hat");
+}
+
+// ---------------------------------------------------------------- steal
+
+// A steal holds a reference on the hat it takes a table from.  When the
+// owner closes its fd meanwhile, the steal's put is the last one: the hat
+// must still go, with its tables, although no later call may come to
+// purge it (the reaper below stops right after the close).
+void test_steal_close(Tap& tap, unsigned rounds, bool shrinker, Rng& rng)
+{
+	const char* what = shrinker ? "close against the shrinker" : "close against REAP";
+	u64 bad = 0, freed_total = 0;
+	for (unsigned r = 0; r < rounds; r++) {
+		const CounterSet base = leak_counters();
+		auto dev = Device::open();
+		auto reaper = Device::open();
+		auto hat = dev ? Hat::create(*dev) : Result<Hat>(Err{dev.error()});
+		if (!hat || !reaper) {
+			bad++;
+			tap.note(strfmt("%s round %u: cannot set up", what, r + 1));
+			continue;
+		}
+		// One owned page every 2 MiB: a table each, all stealable.
+		for (u64 i = 0; i < 64; i++)
+			(void)dev->map_owned(hat->id(), kVa + i * k2M, kP, kProtRW, kP);
+		(void)hat->release();
+		std::atomic<bool> stop{false};
+		std::atomic<u64> freed{0};
+		std::thread th([&] {
+			while (!stop.load()) {
+				u64 n = 0;
+				if (shrinker)
+					(void)write_file("/proc/sys/vm/drop_caches", "2");
+				else
+					(void)reaper->reap(1, &n);
+				freed += n;
+			}
+		});
+		std::this_thread::sleep_for(std::chrono::milliseconds(rng.below(30)));
+		dev->close();
+		stop = true;
+		th.join();
+		freed_total += freed;
+		reaper->close();
+		// No call into the module from here on: the counters must come back
+		// by themselves.
+		const CounterSet now = wait_leak_counters(base, 2000);
+		if (now != base) {
+			bad++;
+			tap.note(strfmt("%s round %u: %s", what, r + 1, counter_diff(base, now).c_str()));
+		}
+	}
+	tap.result(bad == 0, strfmt("%s: %u closes while tables were being stolen (%llu by REAP): "
+				    "counters back by themselves every time (%llu not)", what, rounds,
+				    freed_total, bad));
 }
 
 // ---------------------------------------------------------------- kill
@@ -683,6 +740,9 @@ const char kLifetimeHelp[] =
 	"          completes with correct results or fails with ENOENT / EBADF;\n"
 	"  race    creates against destroys of the id the next create gets: no\n"
 	"          debugfs directory outlives its hat;\n"
+	"  steal   an fd closed while REAP (10 x --rounds times) or the shrinker\n"
+	"          (4 x --rounds) steal its tables: the counters come back with no\n"
+	"          further call into the module;\n"
 	"  kill    a child busy with maps, long jobs, walks and reaps killed with\n"
 	"          SIGKILL at random moments (--kills, default 20);\n"
 	"  memcg   in a child cgroup of DIR (cgroup v2, default /sys/fs/cgroup) a\n"
@@ -726,7 +786,7 @@ int cmd_lifetime(std::span<char*> args)
 		i++;
 	}
 	const bool memcg = cgroup != "none";
-	const int plan = int(rounds) + 1 + 3 + 2 + 2 + (memcg ? 3 : 0);
+	const int plan = int(rounds) + 1 + 3 + 2 + 2 + 2 + (memcg ? 3 : 0);
 	std::printf("TAP version 13\n1..%d\n", plan);
 	Tap tap;
 	if (leak_counters().empty()) {
@@ -738,6 +798,8 @@ int cmd_lifetime(std::span<char*> args)
 	const auto t0 = Clock::now();
 	test_close(tap, unsigned(rounds), rng);
 	test_race(tap, 2000);
+	test_steal_close(tap, unsigned(rounds) * 10, false, rng);
+	test_steal_close(tap, unsigned(rounds) * 4, true, rng);
 	test_kill(tap, unsigned(kills), rng, &leaks);
 	test_killable_job(tap);
 	MemcgFigures mf;

@@ -6,8 +6,9 @@
 # it loaded.  Output: one TAP stream, ending with a '# reliability' line.
 #
 #   1. `htablectl lifetime` (see its --help): fd closed under running jobs,
-#      create/destroy races, kill -9 at random moments, a killed long job,
-#      page tables charged to a memory cgroup and uncharged after;
+#      create/destroy races, fds closed while their tables are stolen,
+#      kill -9 at random moments, a killed long job, page tables charged to
+#      a memory cgroup and uncharged after;
 #   2. rmmod around a kill -9: refused while a process holds an fd, done
 #      at once or right after the process is reaped;
 #   3. 100 load/unload cycles with work in between (`htablectl lifetime
