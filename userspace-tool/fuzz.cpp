@@ -97,17 +97,6 @@ const char kFuzzHelp[] =
 	"'# reliability {json}'.  On a mismatch: the seed, op index, the op,\n"
 	"expected and got, and the command that replays it.  Needs root and debugfs.\n";
 
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, f);
-	std::vsnprintf(buf, sizeof(buf), f, ap);
-	va_end(ap);
-	return buf;
-}
-
 std::string ename(int err)
 {
 	if (!err)
@@ -341,7 +330,7 @@ struct WEnt {
 
 std::string went_str(const WEnt& e)
 {
-	return fmt("[0x%llx +0x%llx) pa 0x%llx prot %s flags %s page_size 0x%llx", e.va, e.len, e.pa,
+	return strfmt("[0x%llx +0x%llx) pa 0x%llx prot %s flags %s page_size 0x%llx", e.va, e.len, e.pa,
 		   prot_string(e.prot).c_str(), walk_flags_string(e.flags).c_str(), e.ps);
 }
 
@@ -559,9 +548,9 @@ void Fuzzer::fail(const char* f, ...)
 	}
 	std::string extra;
 	if (cfg_.cpus != 1)
-		extra += fmt(" --cpus %u", cfg_.cpus);
+		extra += strfmt(" --cpus %u", cfg_.cpus);
 	if (cfg_.inject)
-		extra += fmt(" --inject %u", cfg_.inject);
+		extra += strfmt(" --inject %u", cfg_.inject);
 	std::printf("# replay: htablectl fuzz --seed %llu --ops %llu --verbose-from %llu%s%s\n", cfg_.seed,
 		    op_ + 1, op_, extra.c_str(),
 		    cfg_.inject ? "  (injected failures are not replayed exactly)" : "");
@@ -1356,7 +1345,7 @@ void Fuzzer::op_create()
 	MHat& h = hats_[c.hat_id];
 	h.id = c.hat_id;
 	h.copied = c.flags & HTABLE_HAT_COPIED_TOP;
-	desc_ += fmt(" = hat %u", h.id);
+	desc_ += strfmt(" = hat %u", h.id);
 	// One debugfs directory per live hat, but only as far as memory allows
 	// (module/debugfs.c: best effort).
 	if (find_hat_gids(getpid(), h.id).empty()) {
@@ -1591,7 +1580,7 @@ void Fuzzer::map_common(const htable_map& m, Want w, const std::vector<Run>& run
 	if (got != w.err && kind == Kind::User && !runs.empty()) {
 		std::string rs;
 		for (const Run& r : runs)
-			rs += fmt(" [0x%llx +0x%llx leaf 0x%llx pfn 0x%llx]", r.va, r.len, r.leaf,
+			rs += strfmt(" [0x%llx +0x%llx leaf 0x%llx pfn 0x%llx]", r.va, r.len, r.leaf,
 				  bufs_[buf].pfn[r.uoff / P]);
 		desc_ += "; runs the model expects:" + rs;
 	}
@@ -2324,7 +2313,7 @@ void Fuzzer::op_translate()
 		if (!pagemap_pfns(b.base() + (l.boff & ~(P - 1)), 1, pfn, &why, pagemap_fd_) ||
 		    pfn[0] * P + t.va % P != t.pa)
 			return fail("TRANSLATE pa 0x%llx, but /proc/self/pagemap has buffer %s+0x%llx at pfn %s", t.pa,
-				    b.name, l.boff, pfn.empty() ? why.c_str() : fmt("0x%llx", pfn[0]).c_str());
+				    b.name, l.boff, pfn.empty() ? why.c_str() : strfmt("0x%llx", pfn[0]).c_str());
 	}
 }
 
@@ -2341,7 +2330,7 @@ void Fuzzer::op_walk()
 		return;
 	}
 	const unsigned bad = rng_.chance(15) ? 1 + unsigned(rng_.below(8)) : 0;
-	note("walk hat %u [0x%llx, 0x%llx)%s", h.id, va, va + len, bad ? fmt(" variant %u", bad).c_str() : "");
+	note("walk hat %u [0x%llx, 0x%llx)%s", h.id, va, va + len, bad ? strfmt(" variant %u", bad).c_str() : "");
 	focus(va, {h.id});
 	counts_[bad ? "walk_bad" : "walk"]++;
 	if (!bad) {
@@ -2506,10 +2495,10 @@ int Fuzzer::run()
 		    errors_expected_, enomem_, cfg_.inject);
 	std::string counts;
 	for (const auto& [name, n] : counts_)
-		counts += fmt(" %s %llu", name.c_str(), n);
+		counts += strfmt(" %s %llu", name.c_str(), n);
 	std::string by_op;
 	for (const auto& [name, t] : secs_)
-		by_op += fmt(" %s %.1f", name.c_str(), t);
+		by_op += strfmt(" %s %.1f", name.c_str(), t);
 	struct rusage ru{};
 	getrusage(RUSAGE_SELF, &ru);
 	std::printf("#%s\n# seconds by op:%s\n# %.0f ops/s (%.1f s user, %.1f s system); at most %zu extents in "
@@ -2549,7 +2538,7 @@ int Fuzzer::run()
 		for (const auto& [name, v] : *after) {
 			const u64 b = base_[name];
 			leaks += v > b ? v - b : b - v;
-			diff += fmt(" %s %llu -> %llu", name.c_str(), b, v);
+			diff += strfmt(" %s %llu -> %llu", name.c_str(), b, v);
 		}
 	}
 	const bool clean = after && destroyed && !leaks;

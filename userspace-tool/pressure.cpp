@@ -55,17 +55,6 @@ constexpr u64 kPressureVa = 0x200000000000ull;  // 32 TiB, valid with 4 and 5 le
 constexpr u64 kCostPerTable = 4700;             // table page + bookkeeping, bytes (measured ~4.6 KiB)
 constexpr u64 kAliasPages = 256;                // the user buffer behind every VA
 
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, f);
-	std::vsnprintf(buf, sizeof(buf), f, ap);
-	va_end(ap);
-	return buf;
-}
-
 u64 page_seed(u32 hat, u64 i)
 {
 	return 0x9e5500000000ull ^ (u64(hat) << 40) ^ i;
@@ -227,7 +216,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	nhats = u32(std::min<u64>(nhats, n));
 	auto cpus = online_cpus();
 	unsigned threads = cfg.threads ? cfg.threads : unsigned(std::min<size_t>(cpus.size(), 8));
-	rep.note(fmt("MemTotal %llu MiB, MemAvailable %llu MiB: %llu tables wanted, %llu chosen "
+	rep.note(strfmt("MemTotal %llu MiB, MemAvailable %llu MiB: %llu tables wanted, %llu chosen "
 		     "(~%llu MiB, at most %u%% of MemAvailable), in %u hat%s, %u job thread%s",
 		     total / 1024, avail / 1024, cfg.tables, n, n * kCostPerTable >> 20, cfg.mem_pct,
 		     nhats, nhats == 1 ? "" : "s", threads, threads == 1 ? "" : "s"));
@@ -272,14 +261,14 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 		return s;
 	};
 	const Snapshot mapped = snapshot();
-	rep.note(fmt("mapped %zu VAs (aliases of %llu pages) in %.1f s; tables_live %llu -> %llu, "
+	rep.note(strfmt("mapped %zu VAs (aliases of %llu pages) in %.1f s; tables_live %llu -> %llu, "
 		     "stealable %llu, MemAvailable now %llu MiB", pages.size(), kAliasPages, secs(),
 		     base.tables_live, mapped.tables_live, mapped.stealable,
 		     meminfo_kib("MemAvailable").value_or(0) / 1024));
 	if (map_err)
-		rep.note(fmt("MAP failed after %llu pages: %s", map_fail_at, errno_desc(map_err).c_str()));
+		rep.note(strfmt("MAP failed after %llu pages: %s", map_fail_at, errno_desc(map_err).c_str()));
 	result(!map_err && mapped.tables_live >= base.tables_live + pages.size(),
-	       fmt("setup: %zu user pages at 2 MiB strides in %u hat%s hold >= %zu more tables",
+	       strfmt("setup: %zu user pages at 2 MiB strides in %u hat%s hold >= %zu more tables",
 		   pages.size(), nhats, nhats == 1 ? "" : "s", pages.size()));
 	if (map_err)
 		return abort_rest("setup failed");
@@ -295,10 +284,10 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	for (const Page& p : firsts)
 		wrong += count_mismatches(buf.span(p.buffer_page() * kPageSize, kPageSize), p.seed()) != 0;
 	const Snapshot filled = snapshot();
-	rep.note(fmt("filled in %.1f s; tables_live %llu, stealable %llu, reserve %llu/%llu", secs(),
+	rep.note(strfmt("filled in %.1f s; tables_live %llu, stealable %llu, reserve %llu/%llu", secs(),
 		     filled.tables_live, filled.stealable, filled.reserve, filled.reserve_target));
 	result(bad == 0 && wrong == 0,
-	       fmt("fill: FILL jobs through the hat wrote the %zu buffer pages the process reads back "
+	       strfmt("fill: FILL jobs through the hat wrote the %zu buffer pages the process reads back "
 		   "(%llu jobs failed, %llu pages wrong)", firsts.size(), bad, wrong));
 
 	// ---- 3. hog
@@ -331,7 +320,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 			const bool hog_ok = got > 0 && std::sscanf(msg, "%llu %llu", &held, &at) == 2;
 			const Snapshot hogged = snapshot();
 			hogged_tables = hogged.tables_live;
-			rep.note(fmt("hog holds %llu MiB, MemAvailable %llu MiB (goal %llu MiB) after %.1f s; "
+			rep.note(strfmt("hog holds %llu MiB, MemAvailable %llu MiB (goal %llu MiB) after %.1f s; "
 				     "tables_live %llu -> %llu, shrinker_calls +%llu, shrinker_freed +%llu",
 				     held >> 20, at / 1024, left / 1024, secs(), filled.tables_live,
 				     hogged.tables_live, hogged.shrinker_calls - filled.shrinker_calls,
@@ -339,11 +328,11 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 			int hst = 0;
 			hog_alive = hog > 0 && waitpid(hog, &hst, WNOHANG) == 0;
 			if (hog > 0 && !hog_alive) {
-				rep.note(fmt("the hog died (wait status 0x%x): OOM-killed?", hst));
+				rep.note(strfmt("the hog died (wait status 0x%x): OOM-killed?", hst));
 				hog = -1;
 			}
 			result(hog_ok && hog_alive,
-			       fmt("hog: a child took MemAvailable down to ~%u%% of MemTotal, then the "
+			       strfmt("hog: a child took MemAvailable down to ~%u%% of MemTotal, then the "
 				   "rest and %u%% of the tables' memory more, without an OOM kill",
 				   cfg.hog_left_pct, cfg.overcommit_pct));
 		}
@@ -356,7 +345,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	const Snapshot dropped = snapshot();
 	if (drop_err)
 		rep.note("echo 2 > /proc/sys/vm/drop_caches: " + errno_desc(drop_err));
-	rep.note(fmt("after drop_caches (%.1f s): tables_live %llu -> %llu, steals +%llu, shrinker_calls "
+	rep.note(strfmt("after drop_caches (%.1f s): tables_live %llu -> %llu, steals +%llu, shrinker_calls "
 		     "+%llu, shrinker_freed +%llu, reserve %llu/%llu", secs(), filled.tables_live,
 		     dropped.tables_live, dropped.steals - filled.steals,
 		     dropped.shrinker_calls - filled.shrinker_calls,
@@ -366,7 +355,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 		int status = 0;
 		pid_t w = waitpid(hog, &status, WNOHANG);
 		if (w == hog)
-			rep.note(fmt("the hog died before we stopped it (wait status 0x%x)", status));
+			rep.note(strfmt("the hog died before we stopped it (wait status 0x%x)", status));
 		kill(hog, SIGKILL);
 		if (w != hog)
 			waitpid(hog, &status, 0);
@@ -376,14 +365,14 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 
 	// ---- 5. checks
 	result(!drop_err && dropped.shrinker_calls > filled.shrinker_calls,
-	       fmt("shrinker: shrinker_calls grew (%llu -> %llu)", filled.shrinker_calls,
+	       strfmt("shrinker: shrinker_calls grew (%llu -> %llu)", filled.shrinker_calls,
 		   dropped.shrinker_calls));
 	const u64 drop = filled.tables_live > dropped.tables_live ? filled.tables_live - dropped.tables_live : 0;
 	const u64 need = filled.stealable * 9 / 10;
-	result(drop >= need, fmt("reclaim: tables_live fell by %llu, >= 90%% of the %llu stealable (%llu)",
+	result(drop >= need, strfmt("reclaim: tables_live fell by %llu, >= 90%% of the %llu stealable (%llu)",
 				 drop, filled.stealable, need));
 	result(dropped.reserve == dropped.reserve_target,
-	       fmt("reserve: back at its target (%llu of %llu)", dropped.reserve, dropped.reserve_target));
+	       strfmt("reserve: back at its target (%llu of %llu)", dropped.reserve, dropped.reserve_target));
 
 	u64 reloads = 0;
 	std::atomic<u64> mismatched{0};
@@ -394,12 +383,12 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 				return !err && j.bytes == kPageSize && !j.faults && !j.result;
 			},
 			&reloads);
-	rep.note(fmt("verified in %.1f s: %llu reloads", secs(), reloads));
+	rep.note(strfmt("verified in %.1f s: %llu reloads", secs(), reloads));
 	result(bad == 0 && reloads > 0,
-	       fmt("verify: every byte of %zu pages verifies after reclaim (%llu pages bad, %llu "
+	       strfmt("verify: every byte of %zu pages verifies after reclaim (%llu pages bad, %llu "
 		   "mismatching), %llu reloads", pages.size(), bad, mismatched.load(), reloads));
 
-	rep.figures(fmt("{\"test\":\"pressure\",\"tables\":%zu,\"stealable\":%llu,\"reclaimed\":%llu,"
+	rep.figures(strfmt("{\"test\":\"pressure\",\"tables\":%zu,\"stealable\":%llu,\"reclaimed\":%llu,"
 			"\"reclaimed_pct\":%llu,\"reclaimed_during_hog\":%llu,\"overcommit_pct\":%u,"
 			"\"oom_killed\":%d,\"pages_bad\":%llu,\"mismatches\":%llu,\"reloads\":%llu}",
 			pages.size(), filled.stealable, drop,
@@ -421,7 +410,7 @@ int run_pressure(const PressureConfig& cfg, PressureReport& rep)
 	} while (std::chrono::steady_clock::now() < deadline);
 	result(after.tables_live == base.tables_live && after.hats_live == base.hats_live &&
 		       after.pinned == base.pinned,
-	       fmt("cleanup: tables_live %llu -> %llu, hats_live %llu -> %llu, pinned_pages %llu -> %llu",
+	       strfmt("cleanup: tables_live %llu -> %llu, hats_live %llu -> %llu, pinned_pages %llu -> %llu",
 		   base.tables_live, after.tables_live, base.hats_live, after.hats_live, base.pinned,
 		   after.pinned));
 	return failed;
