@@ -267,6 +267,7 @@ unsigned int htable_stats_snapshot(struct htable_stat *out, unsigned int max) {
       {"protects", g_stats.protects.Load()},
       {"reloads", g_stats.reloads.Load()},
       {"holes", g_stats.holes.Load()},
+      {"reload_failures", g_stats.reload_failures.Load()},
       {"demotions", g_stats.demotions.Load()},
       {"refills", g_stats.refills.Load()},
       {"shares", g_stats.shares.Load()},

@@ -308,8 +308,12 @@ Status Hat::walk_create(hx_u64 va, unsigned level, htable **out, htable **create
       ht = htable_lookup(va & ~(x86::table_span(l - 1) - 1), l - 1);
     }
   }
+  // Ask the refill for the whole walk, not for what the cache lacks: the
+  // cached tables sit at the front of the steal LRU, and a steal running
+  // while the refill has our lock dropped takes them first.  Counting on
+  // them let a steady REAP starve a reload through every retry.
   if (need > nr_cached_) {
-    if (missing) *missing = need - static_cast<unsigned>(nr_cached_);
+    if (missing) *missing = need;
     return Status::Err(HX_EAGAIN);
   }
   htable *ht = top_;
@@ -1098,6 +1102,7 @@ Status Hat::Fault(hx_u64 va) {
       Status st = reload_leaf(va, true);
       if (st.ok()) g_stats.reloads.Add();
       if (st == Status::Err(HX_ENOENT)) g_stats.holes.Add();  // unmapped meanwhile
+      else if (!st.ok()) g_stats.reload_failures.Add();
       debug_check();
       return st;
     }

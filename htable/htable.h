@@ -75,6 +75,7 @@ struct Stats {
   Counter protects;
   Counter reloads;          // translations put back from the record
   Counter holes;            // faults with nothing in the record
+  Counter reload_failures;  // faults the record maps but no table page could be had for
   Counter demotions;        // large leaves broken up by a partial change
   Counter refills;          // hat lock dropped to allocate tables
   Counter shares;

@@ -310,6 +310,39 @@ TEST_F(ReclaimTest, StealHoldKeepsWhatAFaultReloaded) {
   EXPECT_EQ(htable_hat_check(hat), 0);
 }
 
+// A reload whose refill drops the hat lock while steals run (REAP on
+// another CPU, or the shrinker the allocation itself enters) still gets
+// every table it needs.  The refill used to ask only for what the cache
+// lacked; the cached tables, first in line on the LRU, were stolen during
+// the allocation, and a steady stealer starved the reload into -ENOMEM: a
+// mapped page counted as a job fault.
+TEST_F(ReclaimTest, ReloadIsNotStarvedByStealsDuringItsRefill) {
+  htable_hat *hat = NewHat(4);
+  MapPts(hat, kBase, 2);
+  DrainCaches();
+  ASSERT_EQ(htable_hat_unmap(hat, kBase + k2M, k4K), 0);
+  ASSERT_EQ(htable_hat_nr_cached(hat), 1u) << "the emptied PT went to the cache";
+  htable_hat_drop_tables(hat);
+  ASSERT_EQ(htable_hat_nr_tables(hat), 1u) << "only the top is left";
+  ASSERT_EQ(htable_hat_nr_cached(hat), 1u);
+  // The walk to kBase needs 3 tables and the cache holds 1.
+  unsigned allocs = 0;
+  u64 stolen = 0;
+  hxhost::set_alloc_hook([&] {
+    allocs++;
+    stolen += htable_reap(~0ull);
+  });
+  const u64 failures = Stat("reload_failures");
+  EXPECT_EQ(htable_hat_fault(hat, kBase), 0);
+  hxhost::set_alloc_hook(nullptr);
+  EXPECT_GE(stolen, 1u) << "the hook stole the cached table";
+  EXPECT_LE(allocs, 4u) << "one refill, plus at most the hash";
+  EXPECT_EQ(Stat("reload_failures"), failures);
+  EXPECT_EQ(Resident(hat), 1u);
+  EXPECT_EQ(htable_hat_check(hat), 0);
+  ExpectPagesAccounted();
+}
+
 // Locked and shared tables are never taken; everything else is.
 TEST_F(ReclaimTest, LockedAndSharedTablesAreNeverStolen) {
   htable_hat *a = NewHat(4);

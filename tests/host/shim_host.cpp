@@ -49,6 +49,7 @@ struct State {
 
   std::vector<FlushCall> flushes;
   std::function<void(const FlushCall &)> flush_hook;
+  std::function<void()> alloc_hook;
   bool record_events = false;
   std::vector<Event> events;
 
@@ -264,6 +265,7 @@ void reset() {
   s.last_failed = kPages;
   s.flushes.clear();
   s.flush_hook = nullptr;
+  s.alloc_hook = nullptr;
   s.record_events = false;
   s.events.clear();
   s.paging_levels = 5;
@@ -343,6 +345,11 @@ void set_flush_hook(std::function<void(const FlushCall &)> hook) {
   S().flush_hook = std::move(hook);
 }
 
+void set_alloc_hook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> g(S().lock);
+  S().alloc_hook = std::move(hook);
+}
+
 void record_events(bool on) {
   std::lock_guard<std::mutex> g(S().lock);
   S().record_events = on;
@@ -400,6 +407,12 @@ void *hx_alloc_pages(unsigned int order, unsigned int flags) {
   }
   if (flags & ~(HX_ALLOC_ACCOUNT | HX_ALLOC_NOWAIT)) shim_error("hx_alloc_pages: unknown flags");
   if (!(flags & HX_ALLOC_NOWAIT)) might_sleep("hx_alloc_pages");
+  std::function<void()> hook;
+  if (!(flags & HX_ALLOC_NOWAIT)) {
+    std::lock_guard<std::mutex> g(S().lock);
+    hook = S().alloc_hook;
+  }
+  if (hook) hook();
   // The buddy allocator returns blocks aligned to their size.
   std::size_t bytes = static_cast<std::size_t>(HX_PAGE_SIZE) << order;
   return tracked_alloc(kPages, bytes, bytes, order);

@@ -90,6 +90,12 @@ void clear_flushes();
 // shim's lock (the core's locks are held: only read lock-free state there).
 // An empty function removes it; reset() does too.
 void set_flush_hook(std::function<void(const FlushCall &)> hook);
+// Called by every hx_alloc_pages() that may sleep, before it allocates,
+// outside the shim's lock: where the kernel's allocator would enter reclaim
+// (and so our shrinker), or another CPU could steal meanwhile.  The core
+// holds no lock of its own there.  An empty function removes it; reset()
+// does too.
+void set_alloc_hook(std::function<void()> hook);
 
 // An ordered log of page allocations, page frees and flushes, kept only while
 // enabled: to check that a table page is freed only after the flush that
