@@ -224,20 +224,46 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 }
 
 /*
+ * Put back the translations a faulted piece needs: 0, -ENOENT when the
+ * record has none for one of them (a hole: trying again cannot help), or
+ * another error (no table page to be had just now) worth another try.
+ * COPY's destination piece may be what faulted and, unless dst has va's
+ * offset in the page, spans two pages: all of them go back.
+ */
+static int reload_piece(struct slice *s, u64 va, u64 dst, size_t chunk)
+{
+	int rc = htable_hat_fault(s->hat, va);
+
+	if (s->job->op == HTABLE_JOB_COPY && rc != -ENOENT) {
+		u64 last = dst + chunk - 1;
+		int drc = htable_hat_fault(s->hat, dst);
+
+		if (!drc && (last ^ dst) >> PAGE_SHIFT)
+			drc = htable_hat_fault(s->hat, last);
+		if (drc == -ENOENT || !rc)
+			rc = drc;
+	}
+	return rc;
+}
+
+/*
  * A window over [va, va + len); pieces that fault are reloaded from the
  * record and tried again in a new window.  A steal may take the table again
- * between the reload and the window (they share no lock), so the last try
- * holds steals off across both (htable_steal_hold()): a piece that still
- * faults then has no translation the job may use -- a hole, or a write to a
- * read-only page.  Returns those pieces.
+ * between the reload and the window (they share no lock), or take the pages
+ * a reload's refill was counting on, so the last try holds steals off
+ * across both (htable_steal_hold()).  A piece that faults then, or that is
+ * a hole in the record, has no translation the job may use -- a hole, a
+ * write to a read-only page, or a reload that found no table page even in
+ * the reserve.  Returns those pieces.
  */
 static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, size_t len,
 					    bool to_hat)
 {
 	unsigned long faulted = run_window(s, va, dst, len, ~0ul, to_hat);
+	unsigned long holes = 0;
 	int tries;
 
-	for (tries = 0; faulted && tries <= HTABLE_FAULT_RETRIES; tries++) {
+	for (tries = 0; faulted & ~holes && tries <= HTABLE_FAULT_RETRIES; tries++) {
 		bool hold = tries == HTABLE_FAULT_RETRIES;
 		unsigned long retry = 0;
 		size_t off = 0;
@@ -248,26 +274,14 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 		while (off < len) {
 			size_t chunk = page_chunk(va, len, off);
 
-			if (faulted & (1ul << i)) {
-				bool ok = htable_hat_fault(s->hat, va + off) == 0;
+			if ((faulted & ~holes) & (1ul << i)) {
+				int rc = reload_piece(s, va + off, dst + off, chunk);
 
-				/*
-				 * COPY: the destination piece may be what faulted,
-				 * and, unless dst has va's offset in the page, it
-				 * spans two pages: put both back.
-				 */
-				if (s->job->op == HTABLE_JOB_COPY) {
-					u64 last = dst + off + chunk - 1;
-
-					if (htable_hat_fault(s->hat, dst + off) == 0)
-						ok = true;
-					if ((last ^ (dst + off)) >> PAGE_SHIFT &&
-					    htable_hat_fault(s->hat, last) == 0)
-						ok = true;
-				}
-				if (ok) {
+				if (!rc) {
 					retry |= 1ul << i;
 					s->reloads++;
+				} else if (rc == -ENOENT) {
+					holes |= 1ul << i;
 				}
 			}
 			off += chunk;
@@ -277,8 +291,6 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 			faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
 		if (hold)
 			htable_steal_hold(0);
-		if (!retry)
-			break;
 	}
 	return faulted;
 }
