@@ -225,10 +225,12 @@ static unsigned long run_window(struct slice *s, u64 va, u64 dst, size_t len,
 
 /*
  * Put back the translations a faulted piece needs: 0, -ENOENT when the
- * record has none for one of them (a hole: trying again cannot help), or
- * another error (no table page to be had just now) worth another try.
- * COPY's destination piece may be what faulted and, unless dst has va's
- * offset in the page, spans two pages: all of them go back.
+ * record has none where the piece's access starts (a hole: trying again
+ * cannot help), or another error (no table page to be had just now) worth
+ * another try.  COPY's destination piece may be what faulted and, unless
+ * dst has va's offset in the page, spans two pages: both go back, and a
+ * hole in the second one still lets the piece write its part in the first
+ * (docs/ABI.md), so only the source and the first page decide.
  */
 static int reload_piece(struct slice *s, u64 va, u64 dst, size_t chunk)
 {
@@ -238,8 +240,8 @@ static int reload_piece(struct slice *s, u64 va, u64 dst, size_t chunk)
 		u64 last = dst + chunk - 1;
 		int drc = htable_hat_fault(s->hat, dst);
 
-		if (!drc && (last ^ dst) >> PAGE_SHIFT)
-			drc = htable_hat_fault(s->hat, last);
+		if ((last ^ dst) >> PAGE_SHIFT)
+			(void)htable_hat_fault(s->hat, last);
 		if (drc == -ENOENT || !rc)
 			rc = drc;
 	}
