@@ -107,31 +107,6 @@ std::string ename(int err)
 
 u64 level_size(unsigned level) { return 1ull << (12 + 9 * level); }
 
-// ---------------------------------------------------------------- randomness
-
-// xorshift64* seeded through splitmix64, so that neighbouring seeds give
-// unrelated streams.
-class Rng {
-public:
-	explicit Rng(u64 seed)
-	{
-		u64 z = seed + 0x9e3779b97f4a7c15ull;
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-		s_ = (z ^ (z >> 31)) | 1;
-	}
-	u64 next() { return htable_xorshift64(&s_); }
-	u64 below(u64 n) { return n ? next() % n : 0; }
-	bool chance(unsigned pct) { return below(100) < pct; }
-	// Skewed towards small values: mostly 1..4, sometimes up to max.
-	u64 small(u64 max) { return 1 + (chance(70) ? below(std::min<u64>(4, max)) : below(max)); }
-	template <class T>
-	const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
-
-private:
-	u64 s_;
-};
-
 // ---------------------------------------------------------------- fault injection
 
 class Inject {

@@ -12,6 +12,7 @@
 
 #include <linux/htable.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -234,6 +235,31 @@ u64 for_each_random_rw(u64 length, u64 seed, u64 n, const std::function<void(u64
 u64 touch_count(u64 va, u64 length, u64 n);
 // Bit mask of the CPUs (only those below 64).
 u64 cpu_mask_of(const std::vector<u32>& cpus);
+
+// The tests' random numbers: xorshift64 (the module's own generator),
+// seeded through splitmix64 so that neighbouring seeds (seed + worker,
+// seed + i) give unrelated streams.  A plain `seed | 1` made seeds 2k and
+// 2k + 1 one stream: two stress workers ran the same operations.
+class Rng {
+public:
+	explicit Rng(u64 seed)
+	{
+		u64 z = seed + 0x9e3779b97f4a7c15ull;
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		s_ = (z ^ (z >> 31)) | 1;
+	}
+	u64 next() { return htable_xorshift64(&s_); }
+	u64 below(u64 n) { return n ? next() % n : 0; }
+	bool chance(unsigned pct) { return below(100) < pct; }
+	// Skewed towards small values: mostly 1..4, sometimes up to max.
+	u64 small(u64 max) { return 1 + (chance(70) ? below(std::min<u64>(4, max)) : below(max)); }
+	template <class T>
+	const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
+
+private:
+	u64 s_;
+};
 
 // ---------------------------------------------------------------- system
 

@@ -74,15 +74,6 @@ private:
 	int n_ = 0, failed_ = 0;
 };
 
-class Rng {
-public:
-	explicit Rng(u64 seed) : s_(seed | 1) {}
-	u64 below(u64 n) { return n ? htable_xorshift64(&s_) % n : 0; }
-
-private:
-	u64 s_;
-};
-
 u64 cpu_mask_all()
 {
 	return cpu_mask_of(online_cpus());

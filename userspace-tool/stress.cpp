@@ -74,17 +74,6 @@ struct Report {
 };
 static_assert(sizeof(Report) <= PIPE_BUF, "one atomic pipe write");
 
-class Rng {
-public:
-	explicit Rng(u64 seed) : s_(seed | 1) {}
-	u64 next() { return htable_xorshift64(&s_); }
-	u64 below(u64 n) { return n ? next() % n : 0; }
-	bool pct(unsigned p) { return below(100) < p; }
-
-private:
-	u64 s_;
-};
-
 struct PageModel {
 	bool mapped = false;
 	bool locked = false;
@@ -275,7 +264,7 @@ bool Worker::check_job(const char* what, const htable_job& j, u64 bytes, u64 fau
 u64 Worker::pick_mask()
 {
 	const u64 all = cpu_mask_of(cpus_);
-	if (rng_.pct(70) || std::popcount(all) == 1)
+	if (rng_.chance(70) || std::popcount(all) == 1)
 		return all;
 	u64 m = 0;
 	while (!m)
@@ -498,7 +487,7 @@ void Worker::protect(unsigned h, unsigned s)
 {
 	Slot& sl = slots_[h][s];
 	const size_t n = sl.npages(), a = rng_.below(n), b = a + 1 + rng_.below(n - a);
-	const u32 prot = rng_.pct(50) ? u32(HTABLE_PROT_READ) : kProtRW;
+	const u32 prot = rng_.chance(50) ? u32(HTABLE_PROT_READ) : kProtRW;
 	const int want = cut_check(sl, a, b, true);
 	const int err = dev_->protect(hats_[h].id(), sl.va + a * kP, (b - a) * kP, prot);
 	rep_.per_op[kProtect]++;
@@ -521,7 +510,7 @@ void Worker::lock(unsigned h, unsigned s, bool lock_it)
 	Slot& sl = slots_[h][s];
 	const size_t n = sl.npages();
 	size_t a = 0, b = n;
-	if (rng_.pct(50)) {
+	if (rng_.chance(50)) {
 		a = rng_.below(n);
 		b = a + 1 + rng_.below(n - a);
 	}
@@ -598,8 +587,8 @@ void Worker::fill(unsigned h, unsigned s)
 void Worker::verify(unsigned h, unsigned s)
 {
 	Slot& sl = slots_[h][s];
-	u64 seed = rng_.pct(90) ? sl.seed : rng_.next();
-	if (sl.kind == Slot::Kind::User && rng_.pct(50)) {
+	u64 seed = rng_.chance(90) ? sl.seed : rng_.next();
+	if (sl.kind == Slot::Kind::User && rng_.chance(50)) {
 		// Write a pattern ourselves, then spoil a few bytes of mapped pages:
 		// VERIFY must find exactly those.
 		seed = rng_.next();
@@ -691,7 +680,7 @@ bool Worker::random_rw(unsigned h, unsigned s)
 		if (!writable(sl.pages[p]))
 			return false;
 	const u64 va = sl.va + a * kP, len = (b - a) * kP;
-	const u64 seed = rng_.pct(50) ? sl.seed : rng_.next(), mask = pick_mask();
+	const u64 seed = rng_.chance(50) ? sl.seed : rng_.next(), mask = pick_mask();
 	bool locked = true;
 	for (size_t p = a; p < b; p++)
 		locked &= sl.pages[p].locked;
@@ -721,7 +710,7 @@ bool Worker::copy(unsigned h, unsigned s)
 	Slot &src = slots_[h][s], &dst = slots_[h][d];
 	// Now and then source and destination sit at different offsets in
 	// their pages, so that a piece of the source spans two destination pages.
-	const bool skew = rng_.pct(40);
+	const bool skew = rng_.chance(40);
 	const u64 so = skew ? 8 * rng_.below(kP / 8) : 0, dof = skew ? 8 * rng_.below(kP / 8) : 0;
 	if (src.len <= so || dst.len <= dof)
 		return false;
@@ -823,7 +812,7 @@ void Worker::walk(unsigned h)
 void Worker::recycle(unsigned h)
 {
 	rep_.per_op[kRecycle]++;
-	if (rng_.pct(80)) {
+	if (rng_.chance(80)) {
 		ok(hats_[h].reset(), "HAT_DESTROY");
 		for (auto& sl : slots_[h])
 			release(sl);
@@ -931,7 +920,7 @@ Report reaper(const std::atomic<int>& stop)
 		r.freed += freed;
 		// Mostly back to back; now and then a short pause, so that the
 		// workers' jobs also run on tables that live a little while.
-		if (rng.pct(10))
+		if (rng.chance(10))
 			std::this_thread::sleep_for(std::chrono::milliseconds(1 + rng.below(5)));
 	}
 	r.done = 1;
