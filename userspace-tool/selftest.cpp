@@ -12,6 +12,7 @@
 #include <chrono>
 #include <exception>
 #include <linux/capability.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -246,6 +247,35 @@ bool in_child(T& t, const char* what, void (*fn)(Ctx&, T&, void*), Ctx& c, void*
 	}
 	return t.check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: child wait status 0x%x",
 		       what, status);
+}
+
+pid_t fork_ready_child(T& t, const char* what, const std::function<void(int fd)>& child, int timeout_ms)
+{
+	int fds[2];
+	if (!t.check(pipe(fds) == 0, "%s: pipe: %s", what, std::strerror(errno)))
+		return -1;
+	std::fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		child(fds[1]);
+		_exit(3);
+	}
+	close(fds[1]);
+	pollfd pfd{fds[0], POLLIN, 0};
+	char ch = 0;
+	const bool ready = pid > 0 && poll(&pfd, 1, timeout_ms) == 1 && read(fds[0], &ch, 1) == 1 && ch == 'r';
+	const int err = errno;
+	close(fds[0]);
+	if (ready)
+		return pid;
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+		}
+	}
+	t.check(false, "%s: %s", what, pid > 0 ? "the child did not get ready" : std::strerror(err));
+	return -1;
 }
 
 ParamGuard::ParamGuard(T& t, const char* name, std::string_view value) : t_(t), name_(name)

@@ -17,10 +17,12 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <sys/ioctl.h>
+#include <sys/types.h>
 #include <vector>
 
 namespace htable::st {
@@ -129,6 +131,14 @@ std::optional<Counters> wait_counters(T& t, const Counters& want, int timeout_ms
 // and its own '# ' lines; returns whether the child passed.  fn gets a
 // fresh T; exit status 3 from the child means "could not set up".
 bool in_child(T& t, const char* what, void (*fn)(Ctx&, T&, void*), Ctx& c, void* arg);
+
+// Forks a child that runs `child(fd)` and must not return: it writes 'r'
+// to fd once it is set up, then goes on (usually into the module, to be
+// killed there).  Returns the child's pid once it said ready within
+// timeout_ms; otherwise fails the test (the child, if any, is killed and
+// reaped) and returns -1.
+pid_t fork_ready_child(T& t, const char* what, const std::function<void(int fd)>& child,
+		       int timeout_ms = 20000);
 
 // A module parameter set for the scope of a test, restored afterwards.
 class ParamGuard {

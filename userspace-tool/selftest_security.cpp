@@ -523,26 +523,16 @@ void t_kill_job(Ctx& c, T& t)
 	auto before = counters(t);
 	if (!t.check(before.has_value(), "debugfs stats needed"))
 		return;
-	int fds[2];
-	if (!t.check(pipe(fds) == 0, "pipe: %s", std::strerror(errno)))
-		return;
-	std::fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(fds[0]);
+	const pid_t pid = fork_ready_child(t, "a child with a hat", [&](int fd) {
 		auto dev = Device::open();
 		auto hat = dev ? Hat::create(*dev) : Result<Hat>(Err{dev.error()});
-		if (!hat || write(fds[1], "r", 1) != 1)
+		if (!hat || write(fd, "r", 1) != 1)
 			_exit(3);
 		htable_job j{};
 		dev->job(hat->id(), HTABLE_JOB_TOUCH, 0, c.end() & ~u64(7), 0, HTABLE_JOB_ANY_CPU, j);
 		_exit(0);
-	}
-	close(fds[1]);
-	char ch = 0;
-	const bool ready = pid > 0 && read(fds[0], &ch, 1) == 1 && ch == 'r';
-	close(fds[0]);
-	if (!t.check(ready, "the child did not get its hat"))
+	});
+	if (pid < 0)
 		return;
 	std::this_thread::sleep_for(std::chrono::milliseconds(500));
 	std::string stat;

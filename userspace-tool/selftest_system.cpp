@@ -12,7 +12,6 @@
 #include <chrono>
 #include <csignal>
 #include <linux/capability.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -379,37 +378,21 @@ void t_lifetime(Ctx& c, T& t)
 	auto before = counters(t);
 	if (!t.check(before.has_value(), "debugfs stats needed"))
 		return;
-	int fds[2];
-	if (!t.check(pipe(fds) == 0, "pipe: %s", std::strerror(errno)))
+	const pid_t pid = fork_ready_child(t, "a child with 3 hats and jobs",
+					   [&](int fd) { lifetime_child(fd, c.cpus); });
+	if (pid < 0)
 		return;
-	std::fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(fds[0]);
-		lifetime_child(fds[1], c.cpus);
+	auto during = counters(t);
+	if (during) {
+		t.diag("while the child runs: hats_live %llu pinned_pages %llu tables_live %llu",
+		       during->hats_live, during->pinned_pages, during->tables_live);
+		t.check(during->hats_live == before->hats_live + 3, "hats_live %llu -> %llu with the "
+			"child's 3 hats", before->hats_live, during->hats_live);
+		t.check(during->pinned_pages == before->pinned_pages + 80, "pinned_pages %llu -> %llu "
+			"with the child's 80 pinned pages", before->pinned_pages, during->pinned_pages);
 	}
-	close(fds[1]);
-	if (!t.check(pid > 0, "fork: %s", std::strerror(errno))) {
-		close(fds[0]);
-		return;
-	}
-	pollfd pfd{fds[0], POLLIN, 0};
-	char ch = 0;
-	bool ready = poll(&pfd, 1, 20000) == 1 && read(fds[0], &ch, 1) == 1 && ch == 'r';
-	close(fds[0]);
-	if (t.check(ready, "the child did not get its hats ready")) {
-		auto during = counters(t);
-		if (during) {
-			t.diag("while the child runs: hats_live %llu pinned_pages %llu tables_live %llu",
-			       during->hats_live, during->pinned_pages, during->tables_live);
-			t.check(during->hats_live == before->hats_live + 3, "hats_live %llu -> %llu with the "
-				"child's 3 hats", before->hats_live, during->hats_live);
-			t.check(during->pinned_pages == before->pinned_pages + 80, "pinned_pages %llu -> %llu "
-				"with the child's 80 pinned pages", before->pinned_pages, during->pinned_pages);
-		}
-		t.check(find_hat_gids(pid, 1).size() == 1, "no debugfs dir for the child's hat 1");
-		std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside a job by now
-	}
+	t.check(find_hat_gids(pid, 1).size() == 1, "no debugfs dir for the child's hat 1");
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside a job by now
 	kill(pid, SIGKILL);
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
