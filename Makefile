@@ -6,7 +6,8 @@
 #   make host-test        the core's unit tests on the host (GoogleTest, ASan+UBSan)
 #   make check            every test: host, KUnit and end to end in QEMU guests
 #   make soak             the reliability tests (fuzz, stress, lifetime, pressure)
-#                         on the debug kernel, ten times longer (hours)
+#                         on the debug kernel, ten times longer (hours);
+#                         MODES=fuzz,stress runs a part of it
 #   make demo             boot a Debian 6.1 guest and show the module working
 #   make clean
 
@@ -37,7 +38,7 @@ check:
 
 soak:
 	$(BOOTSTRAP)
-	scripts/check --soak
+	scripts/check --soak $(if $(MODES),--only $(MODES))
 
 demo:
 	$(BOOTSTRAP)
