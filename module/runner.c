@@ -36,9 +36,11 @@
 #include <linux/cpuhotplug.h>
 #include <linux/err.h>
 #include <linux/kthread.h>
+#include <linux/memcontrol.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
+#include <linux/sched/mm.h>
 #include <linux/atomic.h>
 #include <linux/bitops.h>
 #include <linux/slab.h>
@@ -130,6 +132,7 @@ struct slice {
 	struct completion done;
 	struct htable_hat *hat;
 	const struct htable_job *job;	/* the request: op, seed, va, dst_va */
+	struct mem_cgroup *memcg;	/* the job's caller's: reloads are charged there */
 	const atomic_t *cancel;		/* set: stop at the next window */
 	u64 off, len;			/* the slice: offsets from job->va */
 	u8 *buf;			/* HTABLE_WINDOW_BYTES */
@@ -267,12 +270,21 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 
 	for (tries = 0; faulted & ~holes && tries <= HTABLE_FAULT_RETRIES; tries++) {
 		bool hold = tries == HTABLE_FAULT_RETRIES;
+		struct mem_cgroup *old_memcg;
 		unsigned long retry = 0;
 		size_t off = 0;
 		int i = 0;
 
 		if (hold)
 			htable_steal_hold(1);
+		/*
+		 * The tables a reload allocates are charged like a MAP's, to
+		 * the memory cgroup of the process that asked for the job, not
+		 * to the root one this kthread belongs to.  At that cgroup's
+		 * limit the reload falls back to the reserve, as on any
+		 * allocation failure.
+		 */
+		old_memcg = set_active_memcg(s->memcg);
 		while (off < len) {
 			size_t chunk = page_chunk(va, len, off);
 
@@ -289,6 +301,7 @@ static unsigned long run_window_with_reload(struct slice *s, u64 va, u64 dst, si
 			off += chunk;
 			i++;
 		}
+		set_active_memcg(old_memcg);
 		if (retry)
 			faulted = (faulted & ~retry) | run_window(s, va, dst, len, retry, to_hat);
 		if (hold)
@@ -455,6 +468,7 @@ int htable_run_job(struct htable_hat *hat, struct htable_job *job)
 	u64 mask = job->cpu_mask;
 	unsigned int cpus[HTABLE_MAX_SLICES], n = 0, i;
 	atomic_t cancel = ATOMIC_INIT(0);
+	struct mem_cgroup *memcg;
 	struct slice *slices;
 	int err = 0;
 
@@ -482,11 +496,14 @@ int htable_run_job(struct htable_hat *hat, struct htable_job *job)
 	slices = kcalloc(n, sizeof(*slices), GFP_KERNEL);
 	if (!slices)
 		return -ENOMEM;
+	/* NULL without memory cgroups; the root one for a kthread caller. */
+	memcg = get_mem_cgroup_from_mm(current->mm);
 	for (i = 0; i < n; i++) {
 		struct slice *s = &slices[i];
 
 		s->hat = hat;
 		s->job = job;
+		s->memcg = memcg;
 		s->cancel = &cancel;
 		s->off = htable_job_slice(job->length, n, i);
 		s->len = htable_job_slice(job->length, n, i + 1) - s->off;
@@ -551,5 +568,6 @@ out:
 	for (i = 0; i < n; i++)
 		kfree(slices[i].buf);
 	kfree(slices);
+	mem_cgroup_put(memcg);
 	return err;
 }

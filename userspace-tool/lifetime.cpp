@@ -517,6 +517,10 @@ struct MemcgFigures {
 	long long kernel0 = 0, kernel1 = 0, kernel2 = 0;  // memory.stat kernel, bytes
 	long long current0 = 0, current1 = 0, current2 = 0;
 	bool have_pages_live = false;
+	// After a REAP took the tables, and after jobs reloaded them.
+	u64 reaped = 0, reloaded = 0, job_faults = 0;
+	u64 pages_reaped = 0, pages_reloaded = 0;
+	long long kernel_reaped = 0, kernel_reloaded = 0;
 };
 
 std::optional<long long> cg_value(const std::string& dir, const char* file, const char* key)
@@ -573,6 +577,30 @@ MemcgFigures memcg_child(const std::string& cg, u64 tables)
 		std::this_thread::sleep_for(std::chrono::milliseconds(2100));
 		f.kernel1 = kernel();
 		f.current1 = current();
+
+		// The tables a job reloads are charged here too, although a
+		// runner kthread allocates them: take every table back, then
+		// touch each page through a job.
+		if (int err = dev->reap(~0ull, &f.reaped)) {
+			std::snprintf(f.why, sizeof(f.why), "REAP: %s", errno_desc(err).c_str());
+			return f;
+		}
+		f.pages_reaped = pages();
+		std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+		f.kernel_reaped = kernel();
+		for (u64 i = 0; i < tables; i++) {
+			htable_job j{};
+			if (int err = dev->job(hat->id(), HTABLE_JOB_TOUCH, kVa + i * k2M, 8, 0,
+					       HTABLE_JOB_ANY_CPU, j)) {
+				std::snprintf(f.why, sizeof(f.why), "TOUCH %llu: %s", i, errno_desc(err).c_str());
+				return f;
+			}
+			f.reloaded += j.reloads;
+			f.job_faults += j.faults;
+		}
+		f.pages_reloaded = pages();
+		std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+		f.kernel_reloaded = kernel();
 	}
 	std::this_thread::sleep_for(std::chrono::milliseconds(2100));
 	f.kernel2 = kernel();
@@ -586,19 +614,19 @@ void test_memcg(Tap& tap, const std::string& root, u64 tables, MemcgFigures& out
 	const std::string cg = root + "/htable-lifetime";
 	std::string ctl;
 	if (read_file(root + "/cgroup.controllers", ctl) != 0 || ctl.find("memory") == std::string::npos) {
-		tap.skip_rest(3, "memcg: no memory controller in " + root + " (mount -t cgroup2?)");
+		tap.skip_rest(4, "memcg: no memory controller in " + root + " (mount -t cgroup2?)");
 		return;
 	}
 	const int e1 = write_file(root + "/cgroup.subtree_control", "+memory");
 	const int e2 = mkdir(cg.c_str(), 0755) == 0 || errno == EEXIST ? 0 : errno;
 	if (e1 || e2) {
-		tap.skip_rest(3, "memcg: cannot make " + cg + ": " + errno_desc(e1 ? e1 : e2));
+		tap.skip_rest(4, "memcg: cannot make " + cg + ": " + errno_desc(e1 ? e1 : e2));
 		return;
 	}
 	const CounterSet base = leak_counters();
 	int fds[2];
 	if (pipe(fds) != 0) {
-		tap.skip_rest(3, std::string("memcg: pipe: ") + std::strerror(errno));
+		tap.skip_rest(4, std::string("memcg: pipe: ") + std::strerror(errno));
 		return;
 	}
 	std::fflush(stdout);
@@ -624,7 +652,7 @@ void test_memcg(Tap& tap, const std::string& root, u64 tables, MemcgFigures& out
 	if (!got || !f.ok) {
 		tap.result(false, strfmt("memcg: the child in %s failed: %s (wait status 0x%x)", cg.c_str(),
 					 got ? f.why : "no report", status));
-		tap.skip_rest(2, "memcg: not reached");
+		tap.skip_rest(3, "memcg: not reached");
 		return;
 	}
 	const char* unit = f.have_pages_live ? "pages_live" : "tables_live";
@@ -639,6 +667,19 @@ void test_memcg(Tap& tap, const std::string& root, u64 tables, MemcgFigures& out
 	tap.result(f.pages_delta >= f.tables && rise >= want - (256 << 10) && rise <= want + slack,
 		   strfmt("memcg: kernel memory rose %lld KiB for %s +%llu (%lld KiB): within -256 KiB "
 			  "..+%lld KiB", rise >> 10, unit, f.pages_delta, want >> 10, slack >> 10));
+	// The reloads: each page the runners allocated is charged here, not
+	// to the root cgroup the runner kthreads belong to.
+	const long long rwant = (long long)((f.pages_reloaded - f.pages_reaped) * kP);
+	const long long rrise = f.kernel_reloaded - f.kernel_reaped;
+	tap.note(strfmt("memcg: REAP took %llu tables (%s then %llu), %llu jobs reloaded %llu "
+			"translations (%s then %llu, %llu faults), memory.stat kernel %lld -> %lld -> %lld",
+			f.reaped, unit, f.pages_reaped, f.tables, f.reloaded, unit, f.pages_reloaded,
+			f.job_faults, f.kernel1, f.kernel_reaped, f.kernel_reloaded));
+	tap.result(f.job_faults == 0 && f.reloaded >= f.tables && rwant >= (long long)(f.tables * kP) &&
+			   rrise >= rwant - (256 << 10) && rrise <= rwant + slack,
+		   strfmt("memcg: jobs' reloads charged to the job's caller: kernel memory rose %lld KiB "
+			  "for %lld KiB of reloaded tables (%llu reloads, %llu faults)",
+			  rrise >> 10, rwant >> 10, f.reloaded, f.job_faults));
 	tap.result(f.kernel2 - f.kernel0 < (256 << 10) && f.current2 - f.current0 < (1 << 20),
 		   strfmt("memcg: back after teardown: kernel %+lld KiB (< 256), current %+lld KiB (< 1024)",
 			  (f.kernel2 - f.kernel0) >> 10, (f.current2 - f.current0) >> 10));
@@ -777,7 +818,7 @@ int cmd_lifetime(std::span<char*> args)
 		i++;
 	}
 	const bool memcg = cgroup != "none";
-	const int plan = int(rounds) + 1 + 3 + 2 + 2 + 2 + (memcg ? 3 : 0);
+	const int plan = int(rounds) + 1 + 3 + 2 + 2 + 2 + (memcg ? 4 : 0);
 	std::printf("TAP version 13\n1..%d\n", plan);
 	Tap tap;
 	if (leak_counters().empty()) {
