@@ -216,6 +216,7 @@ def make_initramfs(workdir, kos, tool, script=None):
     shutil.copy(tool, root / "htablectl")
     if script:
         shutil.copy(script, root / "guest.sh")
+        shutil.copy(GUEST_SCRIPTS / "lib.sh", root / "guestlib.sh")
     (root / "init").write_text(INIT)
     os.chmod(root / "init", 0o755)
     img = workdir / "initramfs.cpio.gz"

@@ -17,8 +17,8 @@
 # its own hats (debugfs owner_pid) and pins (VmLck) against its model
 # (--concurrent); the module's global counters are checked here, once
 # every run has ended.
-scale=$(sed -n 's/.*htable\.scale=\([0-9][0-9]*\).*/\1/p' /proc/cmdline)
-[ -n "$scale" ] || scale=1
+. /guestlib.sh
+scale=$(guest_scale)
 counters() {
 	for c in tables_live hats_live pinned_pages; do
 		printf '%s %s ' $c "$(sed -n "s/^$c //p" /sys/kernel/debug/htable/stats)"
@@ -41,29 +41,19 @@ wait
 secs=$(($(date +%s) - t0))
 after=$(counters)
 
-# One stream: each run's 1..3 renumbered, and what a run did not get to
+# One stream: each run's 1..3 numbered on, and what a run did not get to
 # report is a failure.
 runs="a b c"
 echo "TAP version 13"
 echo "1..$((3 * $(echo $runs | wc -w) + 1))"
-base=0
 rc=0
+files=
 for r in $runs; do
-	awk -v base=$base '
-		/^TAP version/ || /^1\.\.[0-9]+$/ { next }
-		/^(not )?ok [0-9]+/ {
-			n++
-			match($0, /[0-9]+/)
-			print substr($0, 1, RSTART - 1) (substr($0, RSTART, RLENGTH) + base) substr($0, RSTART + RLENGTH)
-			next
-		}
-		/^Bail out!/ { print "# " $0; next }
-		{ print }
-		END { for (k = n + 1; k <= 3; k++) print "not ok " (base + k) " - the run ended early" }
-	' /tmp/fuzz-$r.tap
+	files="$files /tmp/fuzz-$r.tap"
 	[ "$(cat /tmp/fuzz-$r.rc 2>/dev/null)" = 0 ] || rc=1
-	base=$((base + 3))
 done
+tap_merge 3 $files
+base=$((3 * $(echo $runs | wc -w)))
 if [ "$before" = "$after" ]; then
 	echo "ok $((base + 1)) - module counters back after every run: $after"
 else

@@ -16,8 +16,8 @@
 #   4. kmemleak: a scan must find nothing.
 #
 # Sizes grow with htable.scale= (soak: 10).
-scale=$(sed -n 's/.*htable\.scale=\([0-9]*\).*/\1/p' /proc/cmdline)
-[ -n "$scale" ] && [ "$scale" -gt 0 ] || scale=1
+. /guestlib.sh
+scale=$(guest_scale)
 
 body=/tmp/lifetime.body
 : > "$body"

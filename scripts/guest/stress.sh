@@ -8,7 +8,7 @@
 # loaded, and leaves it loaded.  Output: one TAP stream.
 #
 # Length: 90 s of stress per unit of htable.scale= (soak: 10).
-scale=$(sed -n 's/.*htable\.scale=\([0-9]*\).*/\1/p' /proc/cmdline)
-[ -n "$scale" ] && [ "$scale" -gt 0 ] || scale=1
+. /guestlib.sh
+scale=$(guest_scale)
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 exec /htablectl stress --procs "$cpus" --seconds $((90 * scale))
