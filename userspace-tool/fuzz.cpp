@@ -116,16 +116,19 @@ public:
 	// Saves the knobs it changes, then sets them.  Empty on success.
 	std::string setup(unsigned pct)
 	{
+		// The probabilities go last, once the filters are in place: in
+		// between, every task's allocations could fail (task-filter
+		// still N) and each failure print a stack trace (verbose 2) --
+		// the other fuzzer's, and this thread's own open() of the next
+		// knob.
 		const std::string p = std::to_string(pct);
 		const std::pair<const char*, std::string> knobs[] = {
-			{"failslab/probability", p},
 			{"failslab/interval", "1"},
 			{"failslab/times", "-1"},
 			{"failslab/verbose", "0"},
 			{"failslab/task-filter", "Y"},
 			{"failslab/ignore-gfp-wait", "N"},
 			{"failslab/cache-filter", "Y"},
-			{"fail_page_alloc/probability", p},
 			{"fail_page_alloc/interval", "1"},
 			{"fail_page_alloc/times", "-1"},
 			{"fail_page_alloc/verbose", "0"},
@@ -156,6 +159,9 @@ public:
 			}
 			::closedir(d);
 		}
+		for (const char* name : {"failslab/probability", "fail_page_alloc/probability"})
+			if (std::string err = set(std::string("/sys/kernel/debug/") + name, p); !err.empty())
+				return err;
 		return "";
 	}
 
