@@ -404,7 +404,7 @@ private:
 	}
 	void split_at(MHat& h, u64 a);
 	void demote(MHat& h, u64 a);
-	void demote_cut(MHat& h, u64 va, u64 end);
+	void cut_ends(MHat& h, u64 va, u64 end);
 	int check_ends(MHat& h, u64 va, u64 end, bool demotable);
 	bool pinned_in(MHat& h, u64 va, u64 end, u32 below, u32 from = 0);
 	void drop_range(MHat& h, u64 va, u64 end);
@@ -674,8 +674,10 @@ void Fuzzer::demote(MHat& h, u64 a)
 	counts_["demotions"]++;
 }
 
-// A large leaf that [va, end) starts or ends inside is broken up.
-void Fuzzer::demote_cut(MHat& h, u64 va, u64 end)
+// What an UNMAP or PROTECT of [va, end) does to the record before it
+// changes anything: a large leaf the range starts or ends inside is broken
+// up, and the extents are split at both ends.
+void Fuzzer::cut_ends(MHat& h, u64 va, u64 end)
 {
 	for (u64 p : {va, end - 1}) {
 		auto it = find_ext(h, p);
@@ -685,6 +687,8 @@ void Fuzzer::demote_cut(MHat& h, u64 va, u64 end)
 		if (base < va || base + it->second.leaf() > end)
 			demote(h, p);
 	}
+	split_at(h, va);
+	split_at(h, end);
 }
 
 // The ends of [va, end): a shared range is never cut (EINVAL), a large leaf
@@ -1715,9 +1719,7 @@ void Fuzzer::op_unmap()
 	if (got == ENOMEM)
 		return (void)check_after_enomem({h.id});
 	if (!got) {
-		demote_cut(h, u.va, end);
-		split_at(h, u.va);
-		split_at(h, end);
+		cut_ends(h, u.va, end);
 		drop_range(h, u.va, end);
 	}
 	if (got != EINVAL && got != ENOENT)
@@ -1763,9 +1765,7 @@ void Fuzzer::op_protect()
 	if (got == ENOMEM)
 		return (void)check_after_enomem({h.id});
 	if (!got) {
-		demote_cut(h, p.va, end);
-		split_at(h, p.va);
-		split_at(h, end);
+		cut_ends(h, p.va, end);
 		for (auto it = h.ext.lower_bound(p.va); it != h.ext.end() && it->first < end; ++it)
 			it->second.prot = p.prot;
 	}
